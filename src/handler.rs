@@ -1,0 +1,150 @@
+//! The Lambda handler: reads the envelope, runs the request under a deadline guard and a panic
+//! catcher, and always sends exactly one answer to CloudFormation.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, SystemTime};
+
+use futures::FutureExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::aws::iam::IamAdapter;
+use crate::aws::secrets_manager::SecretsManagerAdapter;
+use crate::cfn::responder::{Responder, ResponseError};
+use crate::cfn::response::{Answer, Status};
+use crate::cfn::{Envelope, Request, REQUEST_TYPES};
+use crate::progress::Progress;
+use crate::resource;
+
+/// The work stops this long before the Lambda deadline, leaving time to answer.
+pub const GUARD_MARGIN: Duration = Duration::from_secs(5);
+/// The answer must be delivered at least this long before the Lambda deadline.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(2);
+
+/// What start-up builds once per execution environment.
+pub struct Services {
+    pub iam: IamAdapter,
+    pub secrets: SecretsManagerAdapter,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StartupError {
+    #[error("no AWS region is configured (AWS_REGION)")]
+    NoRegion,
+}
+
+impl Services {
+    pub async fn from_env() -> Result<Services, StartupError> {
+        let config = crate::aws::load_config().await;
+        if config.region().is_none() {
+            return Err(StartupError::NoRegion);
+        }
+        Ok(Services { iam: IamAdapter::new(&config), secrets: SecretsManagerAdapter::new(&config) })
+    }
+}
+
+/// The handler's state: the responder always exists; the services may have failed to start,
+/// in which case every request is answered `FAILED` rather than the function crash-looping.
+pub struct Handler {
+    pub responder: Responder,
+    pub services: Result<Services, StartupError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("the event is not a CloudFormation custom-resource request: {0}")]
+    NotCustomResource(String),
+    #[error("the answer could not be sent to CloudFormation: {0}")]
+    Respond(#[from] ResponseError),
+}
+
+impl Handler {
+    /// Handles one invocation. `deadline` is the Lambda deadline of this invocation.
+    pub async fn handle(&self, event: Value, deadline: SystemTime) -> Result<Value, HandlerError> {
+        let envelope = Envelope::deserialize(&event).map_err(|e| {
+            tracing::error!(error = %e, "event is not a custom-resource request");
+            HandlerError::NotCustomResource(e.to_string())
+        })?;
+        let span = tracing::info_span!(
+            "request",
+            RequestType = %envelope.request_type,
+            StackId = %envelope.stack_id,
+            LogicalResourceId = %envelope.logical_resource_id,
+            RequestId = %envelope.request_id,
+        );
+        self.answer(event, envelope, deadline).instrument(span).await
+    }
+
+    async fn answer(&self, event: Value, envelope: Envelope, deadline: SystemTime) -> Result<Value, HandlerError> {
+        let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+        let now = Instant::now();
+        let guard_at = now + left.saturating_sub(GUARD_MARGIN);
+        let answer_by = now + left.saturating_sub(ANSWER_MARGIN);
+        tracing::info!(seconds_left = left.as_secs(), "request received");
+
+        let answer = match &self.services {
+            Err(e) => Answer::failed(
+                resource::failure_physical_id(&envelope, None),
+                format!("the function could not start: {e}"),
+            ),
+            Ok(services) => guarded(services, &event, &envelope, guard_at).await,
+        };
+        match answer.status {
+            Status::Success => tracing::info!(physical_id = %answer.physical_id, "answering SUCCESS"),
+            Status::Failed => tracing::warn!(physical_id = %answer.physical_id, reason = %answer.reason, "answering FAILED"),
+        }
+        let body = answer.encode(&envelope);
+        self.responder.send(&envelope.response_url, body, answer_by).await?;
+        let status = if answer.status == Status::Success { "SUCCESS" } else { "FAILED" };
+        Ok(json!({"Status": status, "PhysicalResourceId": answer.physical_id}))
+    }
+}
+
+/// Runs the request; a panic or the deadline guard turns into `FAILED` naming the step.
+async fn guarded(services: &Services, event: &Value, envelope: &Envelope, guard_at: Instant) -> Answer {
+    if !REQUEST_TYPES.contains(&envelope.request_type.as_str()) {
+        return Answer::failed(
+            resource::failure_physical_id(envelope, None),
+            format!("unknown RequestType {:?} (expected Create, Update or Delete)", envelope.request_type),
+        );
+    }
+    let request = match Request::deserialize(event) {
+        Ok(request) => request,
+        Err(e) => return Answer::failed(resource::failure_physical_id(envelope, None), format!("malformed request: {e}")),
+    };
+    let fallback = resource::failure_physical_id(envelope, properties_of(&request));
+    let progress = Progress::new("reading the request");
+    let work = AssertUnwindSafe(resource::run(&services.iam, &services.secrets, &progress, envelope, request));
+    match tokio::time::timeout_at(guard_at, work.catch_unwind()).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_panic)) => {
+            tracing::error!(step = progress.current(), "the request panicked");
+            Answer::failed(fallback, format!("internal error during {}; see the function's logs", progress.current()))
+        }
+        Err(_elapsed) => {
+            tracing::error!(step = progress.current(), "deadline guard fired");
+            Answer::failed(fallback, format!("timed out during {} (the function's time was nearly up)", progress.current()))
+        }
+    }
+}
+
+fn properties_of(request: &Request) -> Option<&crate::properties::Properties> {
+    match request {
+        Request::Create(r) => r.resource_properties.0.as_ref().ok(),
+        Request::Update(r) => r.resource_properties.0.as_ref().ok(),
+        Request::Delete(r) => r.resource_properties.0.as_ref().ok(),
+        _ => None,
+    }
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> lambda_runtime::Diagnostic {
+        let error_type = match e {
+            HandlerError::NotCustomResource(_) => "NotCustomResource",
+            HandlerError::Respond(_) => "ResponseNotDelivered",
+        };
+        lambda_runtime::Diagnostic { error_type: error_type.to_owned(), error_message: e.to_string() }
+    }
+}

@@ -1,0 +1,70 @@
+//! Delete: removes the user (after everything IAM requires gone first) and the secret, each only
+//! when it is ours and still serves the physical id being deleted.
+
+use super::ports::{Iam, SecretStore};
+use super::{secret, steps, InStep, ProvisionError, Provisioner};
+use crate::aws::AwsError;
+use crate::identity::{Owner, UserRef};
+use crate::properties::RecoveryWindow;
+
+/// What one Delete request acts on.
+#[derive(Clone, Debug)]
+pub struct DeleteTarget {
+    pub owner: Owner,
+    pub physical_id: String,
+    /// The secret's name and recovery window; `None` when the properties could not be read.
+    pub secret: Option<(String, RecoveryWindow)>,
+}
+
+pub(super) async fn run<I: Iam, S: SecretStore>(p: &Provisioner<'_, I, S>, t: &DeleteTarget) -> Result<(), ProvisionError> {
+    let user = async {
+        match UserRef::from_physical_id(&t.physical_id) {
+            Some(user) => {
+                p.progress.set(steps::DELETE_USER);
+                delete_user(p.iam, &t.owner, &user).await.in_step(steps::DELETE_USER)
+            }
+            None => Ok(()),
+        }
+    };
+    let secret = async {
+        match &t.secret {
+            Some((name, window)) => {
+                secret::delete_if_ours(p.secrets, &t.owner, name, &[t.physical_id.as_str()], *window)
+                    .await
+                    .in_step(steps::DELETE_SECRET)
+            }
+            None => Ok(()),
+        }
+    };
+    // Both run to the end: a failure of one must not leave the other undone.
+    let (user, secret) = futures::join!(user, secret);
+    user.and(secret)
+}
+
+/// Real IAM refuses `DeleteUser` (`DeleteConflict`) while the user has access keys, inline or
+/// attached policies, group memberships or a console password, so those go first.
+async fn delete_user<I: Iam>(iam: &I, owner: &Owner, user: &UserRef) -> Result<(), AwsError> {
+    let name = &user.name;
+    let Some(found) = iam.get_user(name).await? else { return Ok(()) };
+    if !owner.owns(&found.tags) {
+        tracing::warn!(user = %name, "IAM user is not managed by this resource; left untouched");
+        return Ok(());
+    }
+    if found.path != user.path {
+        // UserPath changed: the same user now serves the new physical id.
+        tracing::info!(user = %name, path = %found.path, "IAM user has moved to another path; left in place");
+        return Ok(());
+    }
+    let (keys, inline, attached, groups) = futures::try_join!(
+        iam.list_access_keys(name),
+        iam.list_inline_policies(name),
+        iam.list_attached_policies(name),
+        iam.list_groups(name),
+    )?;
+    let keys = futures::future::try_join_all(keys.iter().map(|k| iam.delete_access_key(name, &k.access_key_id)));
+    let inline = futures::future::try_join_all(inline.iter().map(|p| iam.delete_inline_policy(name, p)));
+    let attached = futures::future::try_join_all(attached.iter().map(|p| iam.detach_policy(name, p)));
+    let groups = futures::future::try_join_all(groups.iter().map(|g| iam.remove_from_group(name, g)));
+    futures::try_join!(keys, inline, attached, groups, iam.delete_login_profile(name))?;
+    iam.delete_user(name).await
+}

@@ -1,0 +1,207 @@
+//! Provisioning: converges the IAM user, its permissions, its access key and the secret that
+//! holds it to what the properties ask for, and removes them again. It talks to AWS only through
+//! the traits in [`ports`].
+
+mod access_key;
+mod delete;
+mod permissions;
+pub mod ports;
+mod secret;
+mod user;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::aws::AwsError;
+use crate::identity::{Owner, StackArn, UserRef};
+use crate::key_material::StoredKey;
+use crate::progress::Progress;
+use crate::properties::{Connection, Properties, RecoveryWindow};
+use ports::{Iam, SecretStore};
+
+pub use delete::DeleteTarget;
+
+/// Tag on the secret naming the `KeyVersion` its key was issued for: a changed `KeyVersion`
+/// rotates the key exactly once, however often the same Update is delivered.
+pub const TAG_KEY_VERSION: &str = "cloud-app-security:key-version";
+
+/// Everything the resource should look like, resolved from one request.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub owner: Owner,
+    pub stack: StackArn,
+    pub user: UserRef,
+    pub physical_id: String,
+    pub connections: BTreeSet<Connection>,
+    pub boundary: Option<String>,
+    pub secret_name: String,
+    pub kms_key_id: Option<String>,
+    pub key_version: String,
+    pub tags: BTreeMap<String, String>,
+    /// Extra tags the previous properties set and these no longer do.
+    pub removed_tags: Vec<String>,
+}
+
+impl Target {
+    pub fn new(owner: Owner, stack: StackArn, properties: &Properties, previous: Option<&Properties>) -> Target {
+        let resolved = properties.resolve(&stack.account_id);
+        let physical_id = stack.user_arn(&properties.user_path, &resolved.user_name);
+        let removed_tags = previous
+            .map(|p| p.tags.keys().filter(|k| !properties.tags.contains_key(*k)).cloned().collect())
+            .unwrap_or_default();
+        Target {
+            owner,
+            user: UserRef { path: properties.user_path.clone(), name: resolved.user_name },
+            physical_id,
+            connections: properties.connections.clone(),
+            boundary: properties.permissions_boundary.clone(),
+            secret_name: resolved.secret_name,
+            kms_key_id: properties.secret_kms_key_id.clone(),
+            key_version: properties.key_version.clone(),
+            tags: properties.tags.clone(),
+            removed_tags,
+            stack,
+        }
+    }
+
+    /// The ownership tags plus the deployer's, for everything this resource creates.
+    pub fn resource_tags(&self) -> BTreeMap<String, String> {
+        self.owner.tags(&self.physical_id, &self.tags)
+    }
+}
+
+/// What a converge produced: the values `Data` is built from. Never key material.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provisioned {
+    pub user_name: String,
+    pub user_arn: String,
+    pub access_key_id: String,
+    pub secret_arn: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error(
+        "IAM user {0} already exists and is not managed by this resource (its cloud-app-security:stack-id and \
+         cloud-app-security:logical-id tags do not name this stack and resource); it was left untouched"
+    )]
+    ForeignUser(String),
+    #[error(
+        "secret {0} already exists and is not managed by this resource (its cloud-app-security:stack-id and \
+         cloud-app-security:logical-id tags do not name this stack and resource); it was left untouched"
+    )]
+    ForeignSecret(String),
+    #[error("{step}: {source}")]
+    Aws {
+        step: &'static str,
+        #[source]
+        source: AwsError,
+    },
+}
+
+/// Attaches the step name to an AWS failure.
+trait InStep<T> {
+    fn in_step(self, step: &'static str) -> Result<T, ProvisionError>;
+}
+
+impl<T> InStep<T> for Result<T, AwsError> {
+    fn in_step(self, step: &'static str) -> Result<T, ProvisionError> {
+        self.map_err(|source| ProvisionError::Aws { step, source })
+    }
+}
+
+/// Step names, as the `Reason` and the deadline guard report them.
+pub mod steps {
+    pub const DISCOVER: &str = "reading the existing user and secret";
+    pub const USER: &str = "creating or updating the IAM user";
+    pub const PERMISSIONS: &str = "setting the user's permissions";
+    pub const ACCESS_KEY: &str = "issuing the access key";
+    pub const SECRET: &str = "storing the key in Secrets Manager";
+    pub const OLD_SECRET: &str = "deleting the previous secret";
+    pub const DELETE_USER: &str = "deleting the IAM user";
+    pub const DELETE_SECRET: &str = "deleting the secret";
+}
+
+/// The provisioning engine over an IAM and a Secrets Manager implementation.
+pub struct Provisioner<'a, I, S> {
+    pub iam: &'a I,
+    pub secrets: &'a S,
+    pub progress: &'a Progress,
+}
+
+impl<I: Iam, S: SecretStore> Provisioner<'_, I, S> {
+    /// Creates or repairs everything `target` describes. Safe to repeat.
+    pub async fn converge(&self, target: &Target) -> Result<Provisioned, ProvisionError> {
+        self.progress.set(steps::DISCOVER);
+        // Read-only discovery first, so that a foreign user or secret fails the request before
+        // anything is written.
+        let (user, secret) = futures::try_join!(
+            async { self.iam.get_user(&target.user.name).await.in_step(steps::DISCOVER) },
+            async { self.secrets.describe(&target.secret_name).await.in_step(steps::DISCOVER) },
+        )?;
+        if let Some(user) = &user {
+            if !target.owner.owns(&user.tags) {
+                return Err(ProvisionError::ForeignUser(target.user.name.clone()));
+            }
+        }
+        let secret = secret::Existing::check(target, secret)?;
+
+        self.progress.set(steps::USER);
+        let user = user::converge(self.iam, target, user).await?;
+
+        self.progress.set(steps::PERMISSIONS);
+        permissions::converge(self.iam, target).await?;
+
+        self.progress.set(steps::ACCESS_KEY);
+        let secret = secret.prepare(self.secrets).await?;
+        let stored = secret.stored_key(self.secrets).await?;
+        let mut keys = access_key::inspect(self.iam, target, stored.as_ref()).await?;
+        let rotate = !secret.key_version_matches(target);
+        let (key_id, new_key) = match keys.plan(self.iam, target, rotate).await? {
+            access_key::Plan::Keep(id) => (id, None),
+            access_key::Plan::Issue => {
+                let issued = keys.issue(self.iam, target).await?;
+                (issued.access_key_id.clone(), Some(StoredKey::new(issued, &target.user.name)))
+            }
+        };
+
+        self.progress.set(steps::SECRET);
+        let secret_arn = secret.store(self.secrets, target, new_key).await?;
+
+        // Only now that the new key is stored may the old one go.
+        self.progress.set(steps::ACCESS_KEY);
+        keys.retire_others(self.iam, target, &key_id).await?;
+
+        Ok(Provisioned {
+            user_name: target.user.name.clone(),
+            user_arn: user.arn,
+            access_key_id: key_id,
+            secret_arn,
+        })
+    }
+
+    /// Removes what `target` owns. Anything already gone, or not ours, is left as it is.
+    pub async fn delete(&self, target: &DeleteTarget) -> Result<(), ProvisionError> {
+        delete::run(self, target).await
+    }
+
+    /// After a `SecretName` change: deletes the previous secret if it is ours and serves this
+    /// resource (old or new physical id).
+    pub async fn delete_previous_secret(
+        &self,
+        target: &Target,
+        previous_name: &str,
+        previous_physical_id: &str,
+        window: RecoveryWindow,
+    ) -> Result<(), ProvisionError> {
+        self.progress.set(steps::OLD_SECRET);
+        let served = [previous_physical_id, target.physical_id.as_str()];
+        secret::delete_if_ours(self.secrets, &target.owner, previous_name, &served, window)
+            .await
+            .in_step(steps::OLD_SECRET)
+    }
+}
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;

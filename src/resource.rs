@@ -1,0 +1,138 @@
+//! The custom resource's lifecycle: what Create, Update and Delete each do, and the answer each
+//! gives. The protocol around it (envelope, deadline, panics, sending) is `crate::handler`'s.
+
+use std::collections::BTreeMap;
+
+use crate::cfn::response::Answer;
+use crate::cfn::{Envelope, Parsed, Request};
+use crate::cloud_app_security::{Connector, PORTAL_URL};
+use crate::identity::{unnamed_physical_id, Owner, StackArn, UserRef};
+use crate::progress::Progress;
+use crate::properties::Properties;
+use crate::provision::ports::{Iam, SecretStore};
+use crate::provision::{DeleteTarget, Provisioned, Provisioner, Target};
+use crate::trail::TrailState;
+
+/// The physical id to answer with if the request fails or runs out of time: the one
+/// CloudFormation sent (Update, Delete), or the user ARN the properties name (Create), so the
+/// rollback Delete cleans up whatever was made.
+pub fn failure_physical_id(envelope: &Envelope, properties: Option<&Properties>) -> String {
+    if let Some(id) = envelope.physical_resource_id.as_ref().filter(|id| !id.is_empty()) {
+        return id.clone();
+    }
+    match (StackArn::parse(&envelope.stack_id), properties) {
+        (Ok(stack), Some(p)) => stack.user_arn(&p.user_path, &p.resolve(&stack.account_id).user_name),
+        _ => unnamed_physical_id(&envelope.request_id),
+    }
+}
+
+/// Runs one typed request to its answer.
+pub async fn run<I: Iam, S: SecretStore>(iam: &I, secrets: &S, progress: &Progress, envelope: &Envelope, request: Request) -> Answer {
+    let properties = match &request {
+        Request::Create(r) => r.resource_properties.0.as_ref().ok(),
+        Request::Update(r) => r.resource_properties.0.as_ref().ok(),
+        Request::Delete(r) => r.resource_properties.0.as_ref().ok(),
+        _ => None,
+    };
+    let fallback = failure_physical_id(envelope, properties);
+    let stack = match StackArn::parse(&envelope.stack_id) {
+        Ok(stack) => stack,
+        Err(e) => return Answer::failed(fallback, e.to_string()),
+    };
+    let owner = Owner { stack_id: envelope.stack_id.clone(), logical_id: envelope.logical_resource_id.clone() };
+    let provisioner = Provisioner { iam, secrets, progress };
+    match request {
+        Request::Create(r) => {
+            let props = match r.resource_properties {
+                Parsed(Ok(p)) => p,
+                Parsed(Err(e)) => return Answer::failed(fallback, e.to_string()),
+            };
+            let target = Target::new(owner, stack, &props, None);
+            match provisioner.converge(&target).await {
+                Ok(done) => Answer::success(target.physical_id.clone(), "created", data(&done)),
+                Err(e) => Answer::failed(target.physical_id.clone(), e.to_string()),
+            }
+        }
+        Request::Update(r) => {
+            let props = match r.resource_properties {
+                Parsed(Ok(p)) => p,
+                Parsed(Err(e)) => return Answer::failed(fallback, e.to_string()),
+            };
+            let previous = r.old_resource_properties.0.ok();
+            update(&provisioner, owner, stack, &r.physical_resource_id, &props, previous.as_ref()).await
+        }
+        Request::Delete(r) => {
+            let secret = match r.resource_properties {
+                Parsed(Ok(p)) => Some((p.resolve(&stack.account_id).secret_name, p.secret_recovery_window)),
+                Parsed(Err(e)) => {
+                    // Never block a stack deletion on properties that no longer validate: the
+                    // user is found from the physical id; only the secret cannot be named.
+                    tracing::warn!(error = %e, "properties do not validate; deleting the user only");
+                    None
+                }
+            };
+            let target = DeleteTarget { owner, physical_id: r.physical_resource_id.clone(), secret };
+            match provisioner.delete(&target).await {
+                Ok(()) => Answer::success(r.physical_resource_id, "deleted", BTreeMap::new()),
+                Err(e) => Answer::failed(r.physical_resource_id, e.to_string()),
+            }
+        }
+        _ => Answer::failed(fallback, format!("unsupported RequestType {:?}", envelope.request_type)),
+    }
+}
+
+async fn update<I: Iam, S: SecretStore>(
+    provisioner: &Provisioner<'_, I, S>,
+    owner: Owner,
+    stack: StackArn,
+    old_physical_id: &str,
+    props: &Properties,
+    previous: Option<&Properties>,
+) -> Answer {
+    let account = stack.account_id.clone();
+    let target = Target::new(owner, stack, props, previous);
+    // A new UserName is a replacement: a new user under a new physical id, and CloudFormation
+    // deletes the old one afterwards. A new UserPath moves the same user.
+    let replacement = UserRef::from_physical_id(old_physical_id).is_none_or(|old| old.name != target.user.name);
+    let done = match provisioner.converge(&target).await {
+        Ok(done) => done,
+        Err(e) => {
+            if replacement {
+                // CloudFormation keeps the old physical id after a failed update and never
+                // deletes the half-made new user: remove it here.
+                let cleanup = DeleteTarget { owner: target.owner.clone(), physical_id: target.physical_id.clone(), secret: None };
+                if let Err(cleanup_error) = provisioner.delete(&cleanup).await {
+                    tracing::error!(error = %cleanup_error, "could not remove the new user after a failed replacement");
+                }
+            }
+            return Answer::failed(old_physical_id.to_owned(), e.to_string());
+        }
+    };
+    if let Some(previous) = previous {
+        let old_secret = previous.resolve(&account).secret_name;
+        if old_secret != target.secret_name {
+            let window = props.secret_recovery_window;
+            if let Err(e) = provisioner.delete_previous_secret(&target, &old_secret, old_physical_id, window).await {
+                return Answer::failed(old_physical_id.to_owned(), e.to_string());
+            }
+        }
+    }
+    Answer::success(target.physical_id.clone(), "updated", data(&done))
+}
+
+/// `Data` for `Fn::GetAtt`: identifiers only, never key material.
+fn data(done: &Provisioned) -> BTreeMap<String, String> {
+    let trail = TrailState::off();
+    let connector = Connector::pending_portal();
+    BTreeMap::from([
+        ("UserName".to_owned(), done.user_name.clone()),
+        ("UserArn".to_owned(), done.user_arn.clone()),
+        ("AccessKeyId".to_owned(), done.access_key_id.clone()),
+        ("SecretArn".to_owned(), done.secret_arn.clone()),
+        ("TrailArn".to_owned(), trail.arn.unwrap_or_default()),
+        ("TrailCreated".to_owned(), trail.created.to_string()),
+        ("ConnectorId".to_owned(), connector.id.unwrap_or_default()),
+        ("ConnectorStatus".to_owned(), connector.status.as_str().to_owned()),
+        ("PortalUrl".to_owned(), PORTAL_URL.to_owned()),
+    ])
+}
