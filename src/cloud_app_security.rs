@@ -29,6 +29,9 @@ pub struct Connector {
 
 impl Connector {
     pub fn pending_portal() -> Connector {
-        Connector { id: None, status: ConnectorStatus::PendingPortal }
+        Connector {
+            id: None,
+            status: ConnectorStatus::PendingPortal,
+        }
     }
 }

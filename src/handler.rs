@@ -41,7 +41,10 @@ impl Services {
         if config.region().is_none() {
             return Err(StartupError::NoRegion);
         }
-        Ok(Services { iam: IamAdapter::new(&config), secrets: SecretsManagerAdapter::new(&config) })
+        Ok(Services {
+            iam: IamAdapter::new(&config),
+            secrets: SecretsManagerAdapter::new(&config),
+        })
     }
 }
 
@@ -93,11 +96,17 @@ impl Handler {
         };
         match answer.status {
             Status::Success => tracing::info!(physical_id = %answer.physical_id, "answering SUCCESS"),
-            Status::Failed => tracing::warn!(physical_id = %answer.physical_id, reason = %answer.reason, "answering FAILED"),
+            Status::Failed => {
+                tracing::warn!(physical_id = %answer.physical_id, reason = %answer.reason, "answering FAILED")
+            }
         }
         let body = answer.encode(&envelope);
         self.responder.send(&envelope.response_url, body, answer_by).await?;
-        let status = if answer.status == Status::Success { "SUCCESS" } else { "FAILED" };
+        let status = if answer.status == Status::Success {
+            "SUCCESS"
+        } else {
+            "FAILED"
+        };
         Ok(json!({"Status": status, "PhysicalResourceId": answer.physical_id}))
     }
 }
@@ -107,25 +116,48 @@ async fn guarded(services: &Services, event: &Value, envelope: &Envelope, guard_
     if !REQUEST_TYPES.contains(&envelope.request_type.as_str()) {
         return Answer::failed(
             resource::failure_physical_id(envelope, None),
-            format!("unknown RequestType {:?} (expected Create, Update or Delete)", envelope.request_type),
+            format!(
+                "unknown RequestType {:?} (expected Create, Update or Delete)",
+                envelope.request_type
+            ),
         );
     }
     let request = match Request::deserialize(event) {
         Ok(request) => request,
-        Err(e) => return Answer::failed(resource::failure_physical_id(envelope, None), format!("malformed request: {e}")),
+        Err(e) => {
+            return Answer::failed(
+                resource::failure_physical_id(envelope, None),
+                format!("malformed request: {e}"),
+            )
+        }
     };
     let fallback = resource::failure_physical_id(envelope, properties_of(&request));
     let progress = Progress::new("reading the request");
-    let work = AssertUnwindSafe(resource::run(&services.iam, &services.secrets, &progress, envelope, request));
+    let work = AssertUnwindSafe(resource::run(
+        &services.iam,
+        &services.secrets,
+        &progress,
+        envelope,
+        request,
+    ));
     match tokio::time::timeout_at(guard_at, work.catch_unwind()).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(_panic)) => {
             tracing::error!(step = progress.current(), "the request panicked");
-            Answer::failed(fallback, format!("internal error during {}; see the function's logs", progress.current()))
+            Answer::failed(
+                fallback,
+                format!("internal error during {}; see the function's logs", progress.current()),
+            )
         }
         Err(_elapsed) => {
             tracing::error!(step = progress.current(), "deadline guard fired");
-            Answer::failed(fallback, format!("timed out during {} (the function's time was nearly up)", progress.current()))
+            Answer::failed(
+                fallback,
+                format!(
+                    "timed out during {} (the function's time was nearly up)",
+                    progress.current()
+                ),
+            )
         }
     }
 }
@@ -145,6 +177,9 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::NotCustomResource(_) => "NotCustomResource",
             HandlerError::Respond(_) => "ResponseNotDelivered",
         };
-        lambda_runtime::Diagnostic { error_type: error_type.to_owned(), error_message: e.to_string() }
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: e.to_string(),
+        }
     }
 }

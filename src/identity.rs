@@ -63,11 +63,16 @@ impl UserRef {
     /// id of a Create that failed before a user could be named).
     pub fn from_physical_id(physical_id: &str) -> Option<UserRef> {
         let parts: Vec<&str> = physical_id.splitn(6, ':').collect();
-        let ["arn", _, "iam", "", _, resource] = parts.as_slice() else { return None };
+        let ["arn", _, "iam", "", _, resource] = parts.as_slice() else {
+            return None;
+        };
         let path_and_name = resource.strip_prefix("user")?;
         let split = path_and_name.rfind('/')?;
         let (path, name) = path_and_name.split_at(split + 1);
-        (path.starts_with('/') && !name.is_empty()).then(|| UserRef { path: path.to_owned(), name: name.to_owned() })
+        (path.starts_with('/') && !name.is_empty()).then(|| UserRef {
+            path: path.to_owned(),
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -109,15 +114,26 @@ mod tests {
     #[test]
     fn stack_arn_gives_partition_region_and_account() {
         let s = StackArn::parse(STACK).unwrap();
-        assert_eq!((s.partition.as_str(), s.region.as_str(), s.account_id.as_str()), ("aws", "eu-west-1", "123456789012"));
+        assert_eq!(
+            (s.partition.as_str(), s.region.as_str(), s.account_id.as_str()),
+            ("aws", "eu-west-1", "123456789012")
+        );
         let gov = StackArn::parse("arn:aws-us-gov:cloudformation:us-gov-west-1:123456789012:stack/a/b").unwrap();
         assert_eq!(gov.partition, "aws-us-gov");
-        assert_eq!(gov.managed_policy_arn("SecurityAudit"), "arn:aws-us-gov:iam::aws:policy/SecurityAudit");
+        assert_eq!(
+            gov.managed_policy_arn("SecurityAudit"),
+            "arn:aws-us-gov:iam::aws:policy/SecurityAudit"
+        );
     }
 
     #[test]
     fn bad_stack_ids_are_rejected() {
-        for bad in ["", "stack", "arn:aws:cloudformation:eu-west-1:1234:stack/a/b", "arn:aws:s3:::bucket"] {
+        for bad in [
+            "",
+            "stack",
+            "arn:aws:cloudformation:eu-west-1:1234:stack/a/b",
+            "arn:aws:s3:::bucket",
+        ] {
             assert!(StackArn::parse(bad).is_err(), "{bad}");
         }
     }
@@ -126,7 +142,10 @@ mod tests {
     fn physical_id_is_the_user_arn_and_reads_back() {
         let s = StackArn::parse(STACK).unwrap();
         let arn = s.user_arn("/cloud-app-security/prod/", "CloudAppSecurity-x");
-        assert_eq!(arn, "arn:aws:iam::123456789012:user/cloud-app-security/prod/CloudAppSecurity-x");
+        assert_eq!(
+            arn,
+            "arn:aws:iam::123456789012:user/cloud-app-security/prod/CloudAppSecurity-x"
+        );
         let user = UserRef::from_physical_id(&arn).unwrap();
         assert_eq!(user.path, "/cloud-app-security/prod/");
         assert_eq!(user.name, "CloudAppSecurity-x");
@@ -136,7 +155,10 @@ mod tests {
 
     #[test]
     fn ownership_needs_both_stack_and_logical_id() {
-        let owner = Owner { stack_id: STACK.into(), logical_id: "Connector".into() };
+        let owner = Owner {
+            stack_id: STACK.into(),
+            logical_id: "Connector".into(),
+        };
         let tags = owner.tags("arn:x", &BTreeMap::from([("team".into(), "secops".into())]));
         assert!(owner.owns(&tags));
         assert_eq!(tags.len(), 4);

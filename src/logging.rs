@@ -15,6 +15,10 @@ pub fn init() {
         .with_span_list(false)
         .with_target(false)
         .without_time()
-        .with_env_filter(EnvFilter::builder().with_default_directive(level.into()).from_env_lossy())
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(level.into())
+                .from_env_lossy(),
+        )
         .init();
 }

@@ -14,7 +14,10 @@ async fn main() -> Result<(), Error> {
     if let Err(e) = &services {
         tracing::error!(error = %e, "start-up failed; every request will be answered FAILED");
     }
-    let handler = Handler { responder: Responder::new()?, services };
+    let handler = Handler {
+        responder: Responder::new()?,
+        services,
+    };
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         handler.handle(event.payload, event.context.deadline()).await

@@ -88,57 +88,88 @@ pub const RESERVED_TAG_PREFIXES: [&str; 2] = ["aws:", "cloud-app-security:"];
 impl Properties {
     /// Parses the `ResourceProperties` object, reporting every problem at once.
     pub fn parse(raw: &Map<String, Value>) -> Result<Properties, PropertyErrors> {
-        let mut p = Parser { raw, errors: Vec::new() };
+        let mut p = Parser {
+            raw,
+            errors: Vec::new(),
+        };
         for key in raw.keys() {
             if !KNOWN.contains(&key.as_str()) {
-                p.errors.push(format!("{key}: unknown property (expected one of {})", KNOWN[2..].join(", ")));
+                p.errors.push(format!(
+                    "{key}: unknown property (expected one of {})",
+                    KNOWN[2..].join(", ")
+                ));
             }
         }
         let properties = Properties {
-            connector_name: p.string("ConnectorName").filter(|v| p.check(
-                "ConnectorName",
-                (1..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric() || "+=.@_-".contains(c)),
-                "must be 1-64 characters of A-Z a-z 0-9 + = . @ _ -",
-            )),
+            connector_name: p.string("ConnectorName").filter(|v| {
+                p.check(
+                    "ConnectorName",
+                    (1..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric() || "+=.@_-".contains(c)),
+                    "must be 1-64 characters of A-Z a-z 0-9 + = . @ _ -",
+                )
+            }),
             connections: p.connections(),
-            user_name: p.string("UserName").filter(|v| p.check(
-                "UserName",
-                (1..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)),
-                "must be 1-64 characters of A-Z a-z 0-9 + = , . @ _ -",
-            )),
-            user_path: p.string("UserPath").filter(|v| p.check(
+            user_name: p.string("UserName").filter(|v| {
+                p.check(
+                    "UserName",
+                    (1..=64).contains(&v.len())
+                        && v.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)),
+                    "must be 1-64 characters of A-Z a-z 0-9 + = , . @ _ -",
+                )
+            }),
+            user_path: p
+                .string("UserPath")
+                .filter(|v| {
+                    p.check(
                 "UserPath",
                 v.starts_with(DEFAULT_USER_PATH) && v.ends_with('/') && v.len() <= 512
                     && !v.contains("//") && v.chars().all(|c| ('!'..='~').contains(&c)),
                 "must be /cloud-app-security/ or a path below it, ending in / (the function may act nowhere else)",
-            )).unwrap_or_else(|| DEFAULT_USER_PATH.to_owned()),
-            permissions_boundary: p.string("PermissionsBoundary").filter(|v| p.check(
-                "PermissionsBoundary",
-                is_policy_arn(v),
-                "must be a managed policy ARN (arn:<partition>:iam::<account or aws>:policy/<name>)",
-            )),
+            )
+                })
+                .unwrap_or_else(|| DEFAULT_USER_PATH.to_owned()),
+            permissions_boundary: p.string("PermissionsBoundary").filter(|v| {
+                p.check(
+                    "PermissionsBoundary",
+                    is_policy_arn(v),
+                    "must be a managed policy ARN (arn:<partition>:iam::<account or aws>:policy/<name>)",
+                )
+            }),
             trail_mode: p.trail_mode(),
-            trail_name: p.string("TrailName").filter(|v| p.check(
-                "TrailName",
-                is_trail_name(v),
-                "must be 3-128 characters of letters, digits, . _ -, starting with a letter or digit",
-            )).unwrap_or_else(|| DEFAULT_TRAIL_NAME.to_owned()),
-            trail_bucket: p.string("TrailBucket").filter(|v| p.check(
-                "TrailBucket",
-                is_bucket_name(v),
-                "must be an S3 bucket name (3-63 characters of a-z 0-9 . -)",
-            )),
-            secret_name: p.string("SecretName").filter(|v| p.check(
-                "SecretName",
-                v.starts_with(SECRET_PREFIX) && v.len() > SECRET_PREFIX.len() && v.len() <= 512
-                    && v.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c)),
-                "must start with cloud-app-security/ and use only A-Z a-z 0-9 / _ + = . @ -",
-            )),
-            secret_kms_key_id: p.string("SecretKmsKeyId").filter(|v| p.check(
-                "SecretKmsKeyId",
-                v.len() <= 2048 && !v.chars().any(char::is_whitespace),
-                "must be a KMS key id, ARN or alias",
-            )),
+            trail_name: p
+                .string("TrailName")
+                .filter(|v| {
+                    p.check(
+                        "TrailName",
+                        is_trail_name(v),
+                        "must be 3-128 characters of letters, digits, . _ -, starting with a letter or digit",
+                    )
+                })
+                .unwrap_or_else(|| DEFAULT_TRAIL_NAME.to_owned()),
+            trail_bucket: p.string("TrailBucket").filter(|v| {
+                p.check(
+                    "TrailBucket",
+                    is_bucket_name(v),
+                    "must be an S3 bucket name (3-63 characters of a-z 0-9 . -)",
+                )
+            }),
+            secret_name: p.string("SecretName").filter(|v| {
+                p.check(
+                    "SecretName",
+                    v.starts_with(SECRET_PREFIX)
+                        && v.len() > SECRET_PREFIX.len()
+                        && v.len() <= 512
+                        && v.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c)),
+                    "must start with cloud-app-security/ and use only A-Z a-z 0-9 / _ + = . @ -",
+                )
+            }),
+            secret_kms_key_id: p.string("SecretKmsKeyId").filter(|v| {
+                p.check(
+                    "SecretKmsKeyId",
+                    v.len() <= 2048 && !v.chars().any(char::is_whitespace),
+                    "must be a KMS key id, ARN or alias",
+                )
+            }),
             secret_recovery_window: p.recovery_window(),
             key_version: p.string("KeyVersion").unwrap_or_else(|| "1".to_owned()),
             rotation_days: p.rotation_days(),
@@ -148,7 +179,8 @@ impl Properties {
             code_version: p.string("CodeVersion"),
         };
         if properties.cloud_app_security_url.is_some() && properties.cloud_app_security_credentials.is_none() {
-            p.errors.push("CloudAppSecurityCredentials: required with CloudAppSecurityUrl".to_owned());
+            p.errors
+                .push("CloudAppSecurityCredentials: required with CloudAppSecurityUrl".to_owned());
         }
         if p.errors.is_empty() {
             Ok(properties)
@@ -159,14 +191,24 @@ impl Properties {
 
     /// Fills in the defaults that depend on the account (`aws-<AccountId>` and the names built on it).
     pub fn resolve(&self, account_id: &str) -> Resolved {
-        let connector_name = self.connector_name.clone().unwrap_or_else(|| format!("aws-{account_id}"));
+        let connector_name = self
+            .connector_name
+            .clone()
+            .unwrap_or_else(|| format!("aws-{account_id}"));
         let user_name = self.user_name.clone().unwrap_or_else(|| {
             let mut name = format!("CloudAppSecurity-{connector_name}");
             name.truncate(64);
             name
         });
-        let secret_name = self.secret_name.clone().unwrap_or_else(|| format!("{SECRET_PREFIX}{connector_name}"));
-        Resolved { connector_name, user_name, secret_name }
+        let secret_name = self
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{SECRET_PREFIX}{connector_name}"));
+        Resolved {
+            connector_name,
+            user_name,
+            secret_name,
+        }
     }
 }
 
@@ -252,7 +294,13 @@ impl Parser<'_> {
     fn list(&mut self, key: &str) -> Option<Vec<String>> {
         let items: Vec<String> = match self.raw.get(key)? {
             Value::Null => return None,
-            Value::String(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Value::String(s) if s.trim().is_empty() => return None,
+            Value::String(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
             Value::Array(items) => {
                 let mut out = Vec::new();
                 for item in items {
@@ -268,7 +316,8 @@ impl Parser<'_> {
                 out
             }
             _ => {
-                self.errors.push(format!("{key}: must be a list of strings or a comma-separated string"));
+                self.errors
+                    .push(format!("{key}: must be a list of strings or a comma-separated string"));
                 return None;
             }
         };
@@ -293,7 +342,8 @@ impl Parser<'_> {
             };
         }
         if items.is_empty() {
-            self.errors.push("Connections: must name at least one of SecurityAuditing, SecurityConfiguration".to_owned());
+            self.errors
+                .push("Connections: must name at least one of SecurityAuditing, SecurityConfiguration".to_owned());
         }
         set
     }
@@ -304,7 +354,8 @@ impl Parser<'_> {
             Some("Create") => TrailMode::Create,
             Some("Off") => TrailMode::Off,
             Some(other) => {
-                self.errors.push(format!("TrailMode: must be Reuse, Create or Off, got {other:?}"));
+                self.errors
+                    .push(format!("TrailMode: must be Reuse, Create or Off, got {other:?}"));
                 TrailMode::default()
             }
         }
@@ -316,7 +367,8 @@ impl Parser<'_> {
             Some(0) => RecoveryWindow::Immediate,
             Some(n @ 7..=30) => RecoveryWindow::Days(n as u8),
             Some(n) => {
-                self.errors.push(format!("SecretRecoveryWindowDays: must be 0 or 7-30, got {n}"));
+                self.errors
+                    .push(format!("SecretRecoveryWindowDays: must be 0 or 7-30, got {n}"));
                 RecoveryWindow::Days(7)
             }
         }
@@ -356,30 +408,42 @@ impl Parser<'_> {
             }
             Some(Value::Array(items)) => {
                 for item in items {
-                    let pair = item.as_object().and_then(|o| Some((o.get("Key")?.as_str()?, o.get("Value")?.as_str()?)));
+                    let pair = item
+                        .as_object()
+                        .and_then(|o| Some((o.get("Key")?.as_str()?, o.get("Value")?.as_str()?)));
                     match pair {
                         Some((key, value)) => tags.insert(key.to_owned(), value.to_owned()),
                         None => {
-                            self.errors.push("Tags: each list item must be {\"Key\": \"…\", \"Value\": \"…\"}".to_owned());
+                            self.errors
+                                .push("Tags: each list item must be {\"Key\": \"…\", \"Value\": \"…\"}".to_owned());
                             return tags;
                         }
                     };
                 }
             }
             Some(_) => {
-                self.errors.push("Tags: must be a map or a list of {Key, Value}".to_owned());
+                self.errors
+                    .push("Tags: must be a map or a list of {Key, Value}".to_owned());
                 return tags;
             }
         }
         for (key, value) in &tags {
-            if RESERVED_TAG_PREFIXES.iter().any(|p| key.to_ascii_lowercase().starts_with(p)) {
-                self.errors.push(format!("Tags: key {key:?} is reserved (aws: and cloud-app-security: are not allowed)"));
+            if RESERVED_TAG_PREFIXES
+                .iter()
+                .any(|p| key.to_ascii_lowercase().starts_with(p))
+            {
+                self.errors.push(format!(
+                    "Tags: key {key:?} is reserved (aws: and cloud-app-security: are not allowed)"
+                ));
             } else if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
-                self.errors.push(format!("Tags: key {key:?} must be 1-128 characters and its value at most 256"));
+                self.errors.push(format!(
+                    "Tags: key {key:?} must be 1-128 characters and its value at most 256"
+                ));
             }
         }
         if tags.len() > MAX_EXTRA_TAGS {
-            self.errors.push(format!("Tags: at most {MAX_EXTRA_TAGS} tags, got {}", tags.len()));
+            self.errors
+                .push(format!("Tags: at most {MAX_EXTRA_TAGS} tags, got {}", tags.len()));
         }
         tags
     }
@@ -404,7 +468,8 @@ fn is_bucket_name(v: &str) -> bool {
     (3..=63).contains(&v.len())
         && v.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && v.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c))
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c))
 }
 
 #[cfg(test)]
@@ -512,17 +577,35 @@ mod tests {
     fn each_field_has_its_own_message() {
         let cases = [
             (json!({"UserName": "a/b"}), "UserName: must be 1-64 characters"),
-            (json!({"UserPath": "/cloud-app-security"}), "UserPath: must be /cloud-app-security/"),
-            (json!({"PermissionsBoundary": "arn:aws:iam::123:policy/x"}), "PermissionsBoundary: must be a managed policy ARN"),
+            (
+                json!({"UserPath": "/cloud-app-security"}),
+                "UserPath: must be /cloud-app-security/",
+            ),
+            (
+                json!({"PermissionsBoundary": "arn:aws:iam::123:policy/x"}),
+                "PermissionsBoundary: must be a managed policy ARN",
+            ),
             (json!({"TrailName": "a"}), "TrailName: must be 3-128 characters"),
-            (json!({"TrailBucket": "Upper_Case"}), "TrailBucket: must be an S3 bucket name"),
+            (
+                json!({"TrailBucket": "Upper_Case"}),
+                "TrailBucket: must be an S3 bucket name",
+            ),
             (json!({"SecretKmsKeyId": "a b"}), "SecretKmsKeyId: must be a KMS key id"),
-            (json!({"SecretRecoveryWindowDays": "seven"}), "SecretRecoveryWindowDays: must be a whole number"),
-            (json!({"RotationDays": "30"}), "RotationDays: scheduled rotation is not available"),
+            (
+                json!({"SecretRecoveryWindowDays": "seven"}),
+                "SecretRecoveryWindowDays: must be a whole number",
+            ),
+            (
+                json!({"RotationDays": "30"}),
+                "RotationDays: scheduled rotation is not available",
+            ),
             (json!({"Connections": []}), "Connections: must name at least one"),
             (json!({"Connections": [1]}), "Connections: must be a list of strings"),
             (json!({"ConnectorName": {"a": 1}}), "ConnectorName: must be a string"),
-            (json!({"CloudAppSecurityUrl": "https://x.portal.cloudappsecurity.com"}), "CloudAppSecurityCredentials: required"),
+            (
+                json!({"CloudAppSecurityUrl": "https://x.portal.cloudappsecurity.com"}),
+                "CloudAppSecurityCredentials: required",
+            ),
             (json!({"Tags": [{"Key": "a"}]}), "Tags: each list item must be"),
             (json!({"Tags": {"cloud-app-security:stack-id": "x"}}), "is reserved"),
         ];
@@ -557,8 +640,13 @@ mod tests {
     fn deserializes_from_a_request_and_reports_as_one_message() {
         let ok: Properties = serde_json::from_value(json!({"KeyVersion": "3"})).unwrap();
         assert_eq!(ok.key_version, "3");
-        let err = serde_json::from_value::<Properties>(json!({"Nope": 1, "TrailMode": "x"})).unwrap_err().to_string();
+        let err = serde_json::from_value::<Properties>(json!({"Nope": 1, "TrailMode": "x"}))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("invalid properties: "), "{err}");
-        assert!(err.contains("Nope: unknown property") && err.contains("TrailMode"), "{err}");
+        assert!(
+            err.contains("Nope: unknown property") && err.contains("TrailMode"),
+            "{err}"
+        );
     }
 }

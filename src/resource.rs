@@ -27,7 +27,13 @@ pub fn failure_physical_id(envelope: &Envelope, properties: Option<&Properties>)
 }
 
 /// Runs one typed request to its answer.
-pub async fn run<I: Iam, S: SecretStore>(iam: &I, secrets: &S, progress: &Progress, envelope: &Envelope, request: Request) -> Answer {
+pub async fn run<I: Iam, S: SecretStore>(
+    iam: &I,
+    secrets: &S,
+    progress: &Progress,
+    envelope: &Envelope,
+    request: Request,
+) -> Answer {
     let properties = match &request {
         Request::Create(r) => r.resource_properties.0.as_ref().ok(),
         Request::Update(r) => r.resource_properties.0.as_ref().ok(),
@@ -39,7 +45,10 @@ pub async fn run<I: Iam, S: SecretStore>(iam: &I, secrets: &S, progress: &Progre
         Ok(stack) => stack,
         Err(e) => return Answer::failed(fallback, e.to_string()),
     };
-    let owner = Owner { stack_id: envelope.stack_id.clone(), logical_id: envelope.logical_resource_id.clone() };
+    let owner = Owner {
+        stack_id: envelope.stack_id.clone(),
+        logical_id: envelope.logical_resource_id.clone(),
+    };
     let provisioner = Provisioner { iam, secrets, progress };
     match request {
         Request::Create(r) => {
@@ -59,7 +68,15 @@ pub async fn run<I: Iam, S: SecretStore>(iam: &I, secrets: &S, progress: &Progre
                 Parsed(Err(e)) => return Answer::failed(fallback, e.to_string()),
             };
             let previous = r.old_resource_properties.0.ok();
-            update(&provisioner, owner, stack, &r.physical_resource_id, &props, previous.as_ref()).await
+            update(
+                &provisioner,
+                owner,
+                stack,
+                &r.physical_resource_id,
+                &props,
+                previous.as_ref(),
+            )
+            .await
         }
         Request::Delete(r) => {
             let secret = match r.resource_properties {
@@ -71,7 +88,11 @@ pub async fn run<I: Iam, S: SecretStore>(iam: &I, secrets: &S, progress: &Progre
                     None
                 }
             };
-            let target = DeleteTarget { owner, physical_id: r.physical_resource_id.clone(), secret };
+            let target = DeleteTarget {
+                owner,
+                physical_id: r.physical_resource_id.clone(),
+                secret,
+            };
             match provisioner.delete(&target).await {
                 Ok(()) => Answer::success(r.physical_resource_id, "deleted", BTreeMap::new()),
                 Err(e) => Answer::failed(r.physical_resource_id, e.to_string()),
@@ -100,7 +121,11 @@ async fn update<I: Iam, S: SecretStore>(
             if replacement {
                 // CloudFormation keeps the old physical id after a failed update and never
                 // deletes the half-made new user: remove it here.
-                let cleanup = DeleteTarget { owner: target.owner.clone(), physical_id: target.physical_id.clone(), secret: None };
+                let cleanup = DeleteTarget {
+                    owner: target.owner.clone(),
+                    physical_id: target.physical_id.clone(),
+                    secret: None,
+                };
                 if let Err(cleanup_error) = provisioner.delete(&cleanup).await {
                     tracing::error!(error = %cleanup_error, "could not remove the new user after a failed replacement");
                 }
@@ -112,7 +137,10 @@ async fn update<I: Iam, S: SecretStore>(
         let old_secret = previous.resolve(&account).secret_name;
         if old_secret != target.secret_name {
             let window = props.secret_recovery_window;
-            if let Err(e) = provisioner.delete_previous_secret(&target, &old_secret, old_physical_id, window).await {
+            if let Err(e) = provisioner
+                .delete_previous_secret(&target, &old_secret, old_physical_id, window)
+                .await
+            {
                 return Answer::failed(old_physical_id.to_owned(), e.to_string());
             }
         }

@@ -14,7 +14,11 @@ pub struct AwsError {
 
 impl AwsError {
     pub fn new(operation: &'static str, code: Option<&str>, message: impl Into<String>) -> AwsError {
-        AwsError { operation, code: code.map(str::to_owned), message: message.into() }
+        AwsError {
+            operation,
+            code: code.map(str::to_owned),
+            message: message.into(),
+        }
     }
 
     pub fn is_access_denied(&self) -> bool {
@@ -46,7 +50,10 @@ mod tests {
     fn access_denied_carries_a_hint() {
         let e = AwsError::new("iam:CreateUser", Some("AccessDenied"), "not authorized");
         let text = e.to_string();
-        assert!(text.starts_with("iam:CreateUser failed with AccessDenied: not authorized"), "{text}");
+        assert!(
+            text.starts_with("iam:CreateUser failed with AccessDenied: not authorized"),
+            "{text}"
+        );
         assert!(text.contains("service control policy"), "{text}");
         let other = AwsError::new("iam:CreateUser", Some("LimitExceeded"), "too many").to_string();
         assert!(!other.contains("service control policy"), "{other}");

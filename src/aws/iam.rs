@@ -15,7 +15,9 @@ pub struct IamAdapter {
 
 impl IamAdapter {
     pub fn new(config: &aws_config::SdkConfig) -> IamAdapter {
-        IamAdapter { client: Client::new(config) }
+        IamAdapter {
+            client: Client::new(config),
+        }
     }
 }
 
@@ -29,13 +31,22 @@ fn to_user(user: &aws_sdk_iam::types::User) -> User {
         name: user.user_name().to_owned(),
         path: user.path().to_owned(),
         arn: user.arn().to_owned(),
-        boundary: user.permissions_boundary().and_then(|b| b.permissions_boundary_arn()).map(str::to_owned),
-        tags: user.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
+        boundary: user
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_owned),
+        tags: user
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect(),
     }
 }
 
 fn iam_tags(tags: &Tags) -> Vec<Tag> {
-    tags.iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect()
+    tags.iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect()
 }
 
 /// IAM returns policy documents URL-encoded (RFC 3986).
@@ -45,7 +56,11 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(hi), Some(lo)) => {
                 out.push((hi * 16 + lo) as u8);
                 i += 3;
@@ -149,7 +164,14 @@ impl Iam for IamAdapter {
     }
 
     async fn get_inline_policy(&self, name: &str, policy: &str) -> Result<Option<String>, AwsError> {
-        match self.client.get_user_policy().user_name(name).policy_name(policy).send().await {
+        match self
+            .client
+            .get_user_policy()
+            .user_name(name)
+            .policy_name(policy)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(percent_decode(out.policy_document()))),
             Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(None),
             Err(e) => Err(call_error("iam:GetUserPolicy", &e)),
@@ -169,7 +191,14 @@ impl Iam for IamAdapter {
     }
 
     async fn delete_inline_policy(&self, name: &str, policy: &str) -> Result<(), AwsError> {
-        match self.client.delete_user_policy().user_name(name).policy_name(policy).send().await {
+        match self
+            .client
+            .delete_user_policy()
+            .user_name(name)
+            .policy_name(policy)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(()),
             Err(e) => Err(call_error("iam:DeleteUserPolicy", &e)),
@@ -187,7 +216,10 @@ impl Iam for IamAdapter {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|e| call_error("iam:ListAttachedUserPolicies", &e))?;
-        Ok(policies.iter().filter_map(|p| p.policy_arn().map(str::to_owned)).collect())
+        Ok(policies
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect())
     }
 
     async fn attach_policy(&self, name: &str, policy_arn: &str) -> Result<(), AwsError> {
@@ -202,7 +234,14 @@ impl Iam for IamAdapter {
     }
 
     async fn detach_policy(&self, name: &str, policy_arn: &str) -> Result<(), AwsError> {
-        match self.client.detach_user_policy().user_name(name).policy_arn(policy_arn).send().await {
+        match self
+            .client
+            .detach_user_policy()
+            .user_name(name)
+            .policy_arn(policy_arn)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(()),
             Err(e) => Err(call_error("iam:DetachUserPolicy", &e)),
@@ -261,7 +300,14 @@ impl Iam for IamAdapter {
     }
 
     async fn delete_access_key(&self, name: &str, key_id: &str) -> Result<(), AwsError> {
-        match self.client.delete_access_key().user_name(name).access_key_id(key_id).send().await {
+        match self
+            .client
+            .delete_access_key()
+            .user_name(name)
+            .access_key_id(key_id)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(()),
             Err(e) => Err(call_error("iam:DeleteAccessKey", &e)),
@@ -283,7 +329,14 @@ impl Iam for IamAdapter {
     }
 
     async fn remove_from_group(&self, name: &str, group: &str) -> Result<(), AwsError> {
-        match self.client.remove_user_from_group().user_name(name).group_name(group).send().await {
+        match self
+            .client
+            .remove_user_from_group()
+            .user_name(name)
+            .group_name(group)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(()),
             Err(e) => Err(call_error("iam:RemoveUserFromGroup", &e)),
@@ -313,7 +366,10 @@ mod tests {
 
     #[test]
     fn policy_documents_are_url_decoded() {
-        assert_eq!(percent_decode("%7B%22Version%22%3A%222012-10-17%22%7D"), r#"{"Version":"2012-10-17"}"#);
+        assert_eq!(
+            percent_decode("%7B%22Version%22%3A%222012-10-17%22%7D"),
+            r#"{"Version":"2012-10-17"}"#
+        );
         assert_eq!(percent_decode(r#"{"a":"b"}"#), r#"{"a":"b"}"#);
         assert_eq!(percent_decode("100%"), "100%");
     }

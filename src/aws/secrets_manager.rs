@@ -9,7 +9,8 @@ use crate::key_material::SecretText;
 use crate::properties::RecoveryWindow;
 use crate::provision::ports::{Created, SecretInfo, SecretStore, Tags};
 
-const DESCRIPTION: &str = "Access key of the IAM user that Microsoft Defender for Cloud Apps uses to read this account \
+const DESCRIPTION: &str =
+    "Access key of the IAM user that Microsoft Defender for Cloud Apps uses to read this account \
                            (managed by the Custom::CloudAppSecurityConnector resource)";
 
 #[derive(Clone)]
@@ -19,7 +20,9 @@ pub struct SecretsManagerAdapter {
 
 impl SecretsManagerAdapter {
     pub fn new(config: &aws_config::SdkConfig) -> SecretsManagerAdapter {
-        SecretsManagerAdapter { client: Client::new(config) }
+        SecretsManagerAdapter {
+            client: Client::new(config),
+        }
     }
 }
 
@@ -28,7 +31,9 @@ fn absent<E>(err: &SdkError<E>, is_not_found: impl Fn(&E) -> bool) -> bool {
 }
 
 fn sm_tags(tags: &Tags) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 impl SecretStore for SecretsManagerAdapter {
@@ -136,8 +141,16 @@ impl SecretStore for SecretsManagerAdapter {
     async fn delete(&self, arn: &str, window: RecoveryWindow) -> Result<(), AwsError> {
         // Both options together are an error: send exactly one.
         let request = match window {
-            RecoveryWindow::Immediate => self.client.delete_secret().secret_id(arn).force_delete_without_recovery(true),
-            RecoveryWindow::Days(days) => self.client.delete_secret().secret_id(arn).recovery_window_in_days(days.into()),
+            RecoveryWindow::Immediate => self
+                .client
+                .delete_secret()
+                .secret_id(arn)
+                .force_delete_without_recovery(true),
+            RecoveryWindow::Days(days) => self
+                .client
+                .delete_secret()
+                .secret_id(arn)
+                .recovery_window_in_days(days.into()),
         };
         match request.send().await {
             Ok(_) => Ok(()),

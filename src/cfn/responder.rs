@@ -44,7 +44,10 @@ impl Responder {
         for attempt in 1..=MAX_ATTEMPTS {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(ResponseError::GaveUp { attempts: attempt - 1, last });
+                return Err(ResponseError::GaveUp {
+                    attempts: attempt - 1,
+                    last,
+                });
             }
             let request = self
                 .client
@@ -67,6 +70,9 @@ impl Responder {
             let left = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(jittered.min(left)).await;
         }
-        Err(ResponseError::GaveUp { attempts: MAX_ATTEMPTS, last })
+        Err(ResponseError::GaveUp {
+            attempts: MAX_ATTEMPTS,
+            last,
+        })
     }
 }

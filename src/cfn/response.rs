@@ -30,11 +30,21 @@ pub struct Answer {
 
 impl Answer {
     pub fn success(physical_id: String, reason: &str, data: BTreeMap<String, String>) -> Answer {
-        Answer { status: Status::Success, reason: reason.to_owned(), physical_id, data }
+        Answer {
+            status: Status::Success,
+            reason: reason.to_owned(),
+            physical_id,
+            data,
+        }
     }
 
     pub fn failed(physical_id: String, reason: impl Into<String>) -> Answer {
-        Answer { status: Status::Failed, reason: reason.into(), physical_id, data: BTreeMap::new() }
+        Answer {
+            status: Status::Failed,
+            reason: reason.into(),
+            physical_id,
+            data: BTreeMap::new(),
+        }
     }
 
     /// The response body, at most [`MAX_BODY`] bytes: a long `Reason` is cut at its start, since
@@ -51,7 +61,11 @@ impl Answer {
         response.request_id = envelope.request_id.clone();
         response.logical_resource_id = envelope.logical_resource_id.clone();
         response.no_echo = false;
-        response.data = self.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>();
+        response.data = self
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<HashMap<_, _>>();
         loop {
             let body = serde_json::to_vec(&response).unwrap_or_default();
             if body.len() <= MAX_BODY {
@@ -62,7 +76,12 @@ impl Answer {
             if !text.is_empty() {
                 // JSON escaping only ever makes the encoded text longer than the raw text, so
                 // removing `over` raw bytes removes at least `over` encoded ones.
-                let over = body.len() - MAX_BODY + if reason.starts_with(CUT_MARKER) { 0 } else { CUT_MARKER.len() };
+                let over = body.len() - MAX_BODY
+                    + if reason.starts_with(CUT_MARKER) {
+                        0
+                    } else {
+                        CUT_MARKER.len()
+                    };
                 let mut cut = over.min(text.len());
                 while !text.is_char_boundary(cut) {
                     cut += 1;
@@ -107,13 +126,18 @@ mod tests {
         let body = decode(&Answer::success("arn:x".into(), "created", data).encode(&envelope()));
         assert_eq!(body["Status"], "SUCCESS");
         assert_eq!(body["PhysicalResourceId"], "arn:x");
-        assert_eq!(body["StackId"], "arn:aws:cloudformation:us-east-1:123456789012:stack/s/guid");
+        assert_eq!(
+            body["StackId"],
+            "arn:aws:cloudformation:us-east-1:123456789012:stack/s/guid"
+        );
         assert_eq!(body["RequestId"], "req-1");
         assert_eq!(body["LogicalResourceId"], "Connector");
         assert_eq!(body["NoEcho"], false);
         assert_eq!(body["Data"]["UserName"], "u");
-        assert!(!String::from_utf8_lossy(&Answer::success("a".into(), "", BTreeMap::new()).encode(&envelope()))
-            .contains("X-Amz-Signature"));
+        assert!(
+            !String::from_utf8_lossy(&Answer::success("a".into(), "", BTreeMap::new()).encode(&envelope()))
+                .contains("X-Amz-Signature")
+        );
     }
 
     #[test]
@@ -131,7 +155,10 @@ mod tests {
         assert!(body.len() <= MAX_BODY, "{}", body.len());
         assert!(body.len() > MAX_BODY - 16, "cut too much: {}", body.len());
         let reason = decode(&body)["Reason"].as_str().unwrap().to_owned();
-        assert!(reason.starts_with(CUT_MARKER) && reason.ends_with("THE-END"), "{reason}");
+        assert!(
+            reason.starts_with(CUT_MARKER) && reason.ends_with("THE-END"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub(super) async fn inspect<I: Iam>(
     target: &Target,
     stored: Option<&StoredKey>,
 ) -> Result<Keys, ProvisionError> {
-    let listed = iam.list_access_keys(&target.user.name).await.in_step(steps::ACCESS_KEY)?;
+    let listed = iam
+        .list_access_keys(&target.user.name)
+        .await
+        .in_step(steps::ACCESS_KEY)?;
     let current = stored
         .filter(|s| s.user_name == target.user.name)
         .map(|s| s.access_key_id.clone())
@@ -36,7 +39,9 @@ impl Keys {
         match &self.current {
             Some(id) if !rotate => {
                 if self.listed.iter().any(|k| &k.access_key_id == id && !k.active) {
-                    iam.activate_access_key(&target.user.name, id).await.in_step(steps::ACCESS_KEY)?;
+                    iam.activate_access_key(&target.user.name, id)
+                        .await
+                        .in_step(steps::ACCESS_KEY)?;
                 }
                 Ok(Plan::Keep(id.clone()))
             }
@@ -52,21 +57,34 @@ impl Keys {
             delete_all(iam, target, &stale).await?;
             self.listed.retain(|k| !stale.contains(&k.access_key_id));
         }
-        iam.create_access_key(&target.user.name).await.in_step(steps::ACCESS_KEY)
+        iam.create_access_key(&target.user.name)
+            .await
+            .in_step(steps::ACCESS_KEY)
     }
 
     /// Deletes every listed key but `keep`.
-    pub(super) async fn retire_others<I: Iam>(&self, iam: &I, target: &Target, keep: &str) -> Result<(), ProvisionError> {
+    pub(super) async fn retire_others<I: Iam>(
+        &self,
+        iam: &I,
+        target: &Target,
+        keep: &str,
+    ) -> Result<(), ProvisionError> {
         delete_all(iam, target, &self.others(Some(keep))).await
     }
 
     fn others(&self, keep: Option<&str>) -> Vec<String> {
-        self.listed.iter().map(|k| k.access_key_id.clone()).filter(|id| Some(id.as_str()) != keep).collect()
+        self.listed
+            .iter()
+            .map(|k| k.access_key_id.clone())
+            .filter(|id| Some(id.as_str()) != keep)
+            .collect()
     }
 }
 
 async fn delete_all<I: Iam>(iam: &I, target: &Target, ids: &[String]) -> Result<(), ProvisionError> {
     let deletions = ids.iter().map(|id| iam.delete_access_key(&target.user.name, id));
-    futures::future::try_join_all(deletions).await.in_step(steps::ACCESS_KEY)?;
+    futures::future::try_join_all(deletions)
+        .await
+        .in_step(steps::ACCESS_KEY)?;
     Ok(())
 }

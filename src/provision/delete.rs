@@ -16,7 +16,10 @@ pub struct DeleteTarget {
     pub secret: Option<(String, RecoveryWindow)>,
 }
 
-pub(super) async fn run<I: Iam, S: SecretStore>(p: &Provisioner<'_, I, S>, t: &DeleteTarget) -> Result<(), ProvisionError> {
+pub(super) async fn run<I: Iam, S: SecretStore>(
+    p: &Provisioner<'_, I, S>,
+    t: &DeleteTarget,
+) -> Result<(), ProvisionError> {
     let user = async {
         match UserRef::from_physical_id(&t.physical_id) {
             Some(user) => {
@@ -45,7 +48,9 @@ pub(super) async fn run<I: Iam, S: SecretStore>(p: &Provisioner<'_, I, S>, t: &D
 /// attached policies, group memberships or a console password, so those go first.
 async fn delete_user<I: Iam>(iam: &I, owner: &Owner, user: &UserRef) -> Result<(), AwsError> {
     let name = &user.name;
-    let Some(found) = iam.get_user(name).await? else { return Ok(()) };
+    let Some(found) = iam.get_user(name).await? else {
+        return Ok(());
+    };
     if !owner.owns(&found.tags) {
         tracing::warn!(user = %name, "IAM user is not managed by this resource; left untouched");
         return Ok(());

@@ -46,11 +46,20 @@ impl Target {
         let resolved = properties.resolve(&stack.account_id);
         let physical_id = stack.user_arn(&properties.user_path, &resolved.user_name);
         let removed_tags = previous
-            .map(|p| p.tags.keys().filter(|k| !properties.tags.contains_key(*k)).cloned().collect())
+            .map(|p| {
+                p.tags
+                    .keys()
+                    .filter(|k| !properties.tags.contains_key(*k))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         Target {
             owner,
-            user: UserRef { path: properties.user_path.clone(), name: resolved.user_name },
+            user: UserRef {
+                path: properties.user_path.clone(),
+                name: resolved.user_name,
+            },
             physical_id,
             connections: properties.connections.clone(),
             boundary: properties.permissions_boundary.clone(),
@@ -136,7 +145,12 @@ impl<I: Iam, S: SecretStore> Provisioner<'_, I, S> {
         // anything is written.
         let (user, secret) = futures::try_join!(
             async { self.iam.get_user(&target.user.name).await.in_step(steps::DISCOVER) },
-            async { self.secrets.describe(&target.secret_name).await.in_step(steps::DISCOVER) },
+            async {
+                self.secrets
+                    .describe(&target.secret_name)
+                    .await
+                    .in_step(steps::DISCOVER)
+            },
         )?;
         if let Some(user) = &user {
             if !target.owner.owns(&user.tags) {
@@ -160,7 +174,10 @@ impl<I: Iam, S: SecretStore> Provisioner<'_, I, S> {
             access_key::Plan::Keep(id) => (id, None),
             access_key::Plan::Issue => {
                 let issued = keys.issue(self.iam, target).await?;
-                (issued.access_key_id.clone(), Some(StoredKey::new(issued, &target.user.name)))
+                (
+                    issued.access_key_id.clone(),
+                    Some(StoredKey::new(issued, &target.user.name)),
+                )
             }
         };
 

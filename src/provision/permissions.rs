@@ -47,7 +47,10 @@ async fn inline<I: Iam>(iam: &I, target: &Target) -> Result<(), crate::aws::AwsE
     let desired = auditing_policy();
     match (wanted, current) {
         (true, Some(doc)) if serde_json::from_str::<Value>(&doc).ok().as_ref() == Some(&desired) => Ok(()),
-        (true, _) => iam.put_inline_policy(name, INLINE_POLICY_NAME, &desired.to_string()).await,
+        (true, _) => {
+            iam.put_inline_policy(name, INLINE_POLICY_NAME, &desired.to_string())
+                .await
+        }
         (false, Some(_)) => iam.delete_inline_policy(name, INLINE_POLICY_NAME).await,
         (false, None) => Ok(()),
     }
@@ -57,15 +60,18 @@ async fn managed<I: Iam>(iam: &I, target: &Target) -> Result<(), crate::aws::Aws
     let name = &target.user.name;
     let wanted = target.connections.contains(&Connection::SecurityConfiguration);
     let attached = iam.list_attached_policies(name).await?;
-    let changes = CONFIGURATION_POLICIES.iter().map(|policy| target.stack.managed_policy_arn(policy)).map(|arn| {
-        let is_attached = attached.contains(&arn);
-        async move {
-            match (wanted, is_attached) {
-                (true, false) => iam.attach_policy(name, &arn).await,
-                (false, true) => iam.detach_policy(name, &arn).await,
-                _ => Ok(()),
+    let changes = CONFIGURATION_POLICIES
+        .iter()
+        .map(|policy| target.stack.managed_policy_arn(policy))
+        .map(|arn| {
+            let is_attached = attached.contains(&arn);
+            async move {
+                match (wanted, is_attached) {
+                    (true, false) => iam.attach_policy(name, &arn).await,
+                    (false, true) => iam.detach_policy(name, &arn).await,
+                    _ => Ok(()),
+                }
             }
-        }
-    });
+        });
     futures::future::try_join_all(changes).await.map(drop)
 }

@@ -67,7 +67,11 @@ impl Existing {
                     });
                 };
                 let kms = target.kms_key_id.as_deref();
-                match secrets.create(&target.secret_name, &key.to_secret_text(), kms, &tags).await.in_step(steps::SECRET)? {
+                match secrets
+                    .create(&target.secret_name, &key.to_secret_text(), kms, &tags)
+                    .await
+                    .in_step(steps::SECRET)?
+                {
                     Created::New(arn) => return Ok(arn),
                     // A duplicate delivery created it a moment ago.
                     Created::AlreadyExists => secrets
@@ -80,11 +84,22 @@ impl Existing {
             }
         };
         if let Some(key) = &new_key {
-            secrets.put_value(&info.arn, &key.to_secret_text()).await.in_step(steps::SECRET)?;
+            secrets
+                .put_value(&info.arn, &key.to_secret_text())
+                .await
+                .in_step(steps::SECRET)?;
         }
         let retag = tags.iter().any(|(k, v)| info.tags.get(k) != Some(v));
-        let stale: Vec<String> = target.removed_tags.iter().filter(|k| info.tags.contains_key(*k)).cloned().collect();
-        let kms = target.kms_key_id.as_deref().filter(|k| info.kms_key_id.as_deref() != Some(*k));
+        let stale: Vec<String> = target
+            .removed_tags
+            .iter()
+            .filter(|k| info.tags.contains_key(*k))
+            .cloned()
+            .collect();
+        let kms = target
+            .kms_key_id
+            .as_deref()
+            .filter(|k| info.kms_key_id.as_deref() != Some(*k));
         futures::try_join!(
             async {
                 match retag {
@@ -119,8 +134,13 @@ pub(super) async fn delete_if_ours<S: SecretStore>(
     served: &[&str],
     window: RecoveryWindow,
 ) -> Result<(), AwsError> {
-    let Some(info) = secrets.describe(name).await? else { return Ok(()) };
-    let serves = info.tags.get(TAG_PHYSICAL_ID).is_some_and(|id| served.contains(&id.as_str()));
+    let Some(info) = secrets.describe(name).await? else {
+        return Ok(());
+    };
+    let serves = info
+        .tags
+        .get(TAG_PHYSICAL_ID)
+        .is_some_and(|id| served.contains(&id.as_str()));
     if !owner.owns(&info.tags) || !serves {
         tracing::info!(secret = name, "secret is not this resource's to delete; left in place");
         return Ok(());

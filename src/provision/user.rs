@@ -9,7 +9,11 @@ pub(super) async fn converge<I: Iam>(iam: &I, target: &Target, existing: Option<
     let tags = target.resource_tags();
     let mut user = match existing {
         Some(user) => user,
-        None => match iam.create_user(name, &target.user.path, target.boundary.as_deref(), &tags).await.in_step(steps::USER)? {
+        None => match iam
+            .create_user(name, &target.user.path, target.boundary.as_deref(), &tags)
+            .await
+            .in_step(steps::USER)?
+        {
             Created::New(user) => return Ok(user),
             // A duplicate delivery of this request created it a moment ago: adopt it if it is ours.
             Created::AlreadyExists => match iam.get_user(name).await.in_step(steps::USER)? {
@@ -25,8 +29,16 @@ pub(super) async fn converge<I: Iam>(iam: &I, target: &Target, existing: Option<
         user.arn = target.physical_id.clone();
     }
     let changed: bool = tags.iter().any(|(k, v)| user.tags.get(k) != Some(v));
-    let stale: Vec<String> = target.removed_tags.iter().filter(|k| user.tags.contains_key(*k)).cloned().collect();
-    let boundary = target.boundary.as_deref().filter(|b| user.boundary.as_deref() != Some(*b));
+    let stale: Vec<String> = target
+        .removed_tags
+        .iter()
+        .filter(|k| user.tags.contains_key(*k))
+        .cloned()
+        .collect();
+    let boundary = target
+        .boundary
+        .as_deref()
+        .filter(|b| user.boundary.as_deref() != Some(*b));
     futures::try_join!(
         async {
             match changed {
