@@ -37,7 +37,10 @@ pub enum StartupError {
 
 impl Services {
     pub async fn from_env() -> Result<Services, StartupError> {
-        let config = crate::aws::load_config().await;
+        Services::new(&crate::aws::load_config().await)
+    }
+
+    pub fn new(config: &aws_config::SdkConfig) -> Result<Services, StartupError> {
         if config.region().is_none() {
             return Err(StartupError::NoRegion);
         }

@@ -18,6 +18,11 @@ pub use error::AwsError;
 /// Shared SDK configuration. The SDK sets no operation timeout of its own: without these a
 /// hung endpoint would hold a call until the Lambda deadline.
 pub async fn load_config() -> aws_config::SdkConfig {
+    config_loader().load().await
+}
+
+/// The loader behind [`load_config`], for callers that add their own endpoint or credentials.
+pub fn config_loader() -> aws_config::ConfigLoader {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
         .read_timeout(Duration::from_secs(10))
@@ -27,8 +32,6 @@ pub async fn load_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await
 }
 
 /// Reduces an SDK error to its operation, code and message. `Display` of an SDK error says only
