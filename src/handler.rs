@@ -91,10 +91,11 @@ impl Handler {
         tracing::info!(seconds_left = left.as_secs(), "request received");
 
         let answer = match &self.services {
-            Err(e) => Answer::failed(
-                resource::failure_physical_id(&envelope, None),
-                format!("the function could not start: {e}"),
-            ),
+            Err(e) => {
+                let request = Request::deserialize(&event).ok();
+                let physical_id = resource::failure_physical_id(&envelope, request.as_ref().and_then(properties_of));
+                Answer::failed(physical_id, format!("the function could not start: {e}"))
+            }
             Ok(services) => guarded(services, &event, &envelope, guard_at).await,
         };
         match answer.status {

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_iam::config::{Credentials, Region};
 use cloud_app_security_connector::aws::iam::IamAdapter;
 use cloud_app_security_connector::cfn::responder::Responder;
-use cloud_app_security_connector::provision::ports::Iam;
 use cloud_app_security_connector::handler::{Handler, Services};
+use cloud_app_security_connector::provision::ports::Iam;
 use serde_json::{json, Value};
 use support::{event, moto, stack_id, unique, user_arn, Recorder};
 
@@ -33,7 +33,10 @@ impl Env {
             .load()
             .await;
         Env {
-            handler: Handler { responder: Responder::new().unwrap(), services: Services::new(&config) },
+            handler: Handler {
+                responder: Responder::new().unwrap(),
+                services: Services::new(&config),
+            },
             recorder: Recorder::start(),
             iam: aws_sdk_iam::Client::new(&config),
             sm: aws_sdk_secretsmanager::Client::new(&config),
@@ -49,7 +52,10 @@ impl Env {
             "ConnectorName": self.connector,
             "TrailMode": "Off",
         });
-        props.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        props
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         props
     }
 
@@ -83,23 +89,32 @@ impl Env {
         assert_eq!(got.len(), before + 1, "exactly one response per invocation");
         let response = got.last().unwrap();
         assert_eq!(response.method, "PUT");
-        assert_eq!(response.header("content-type"), Some(""), "empty Content-Type for the presigned URL");
+        assert_eq!(
+            response.header("content-type"),
+            Some(""),
+            "empty Content-Type for the presigned URL"
+        );
         assert!(response.body.len() <= 4096);
         response.json()
     }
 
     async fn create(&self, props: Value) -> Value {
-        self.send(self.request("create", json!({"ResourceProperties": props}))).await
+        self.send(self.request("create", json!({"ResourceProperties": props})))
+            .await
     }
 
     async fn update(&self, physical_id: &str, old: Value, new: Value) -> Value {
-        let fields = json!({"PhysicalResourceId": physical_id, "ResourceProperties": new, "OldResourceProperties": old});
+        let fields =
+            json!({"PhysicalResourceId": physical_id, "ResourceProperties": new, "OldResourceProperties": old});
         self.send(self.request("update", fields)).await
     }
 
     async fn delete(&self, physical_id: &str, props: Value) -> Value {
-        self.send(self.request("delete", json!({"PhysicalResourceId": physical_id, "ResourceProperties": props})))
-            .await
+        self.send(self.request(
+            "delete",
+            json!({"PhysicalResourceId": physical_id, "ResourceProperties": props}),
+        ))
+        .await
     }
 
     async fn user_exists(&self, name: &str) -> bool {
@@ -112,17 +127,36 @@ impl Env {
 
     async fn keys(&self, name: &str) -> Vec<String> {
         let out = self.iam.list_access_keys().user_name(name).send().await.unwrap();
-        out.access_key_metadata().iter().filter_map(|k| k.access_key_id().map(str::to_owned)).collect()
+        out.access_key_metadata()
+            .iter()
+            .filter_map(|k| k.access_key_id().map(str::to_owned))
+            .collect()
     }
 
     async fn inline_policies(&self, name: &str) -> Vec<String> {
-        self.iam.list_user_policies().user_name(name).send().await.unwrap().policy_names().to_vec()
+        self.iam
+            .list_user_policies()
+            .user_name(name)
+            .send()
+            .await
+            .unwrap()
+            .policy_names()
+            .to_vec()
     }
 
     async fn attached(&self, name: &str) -> Vec<String> {
-        let out = self.iam.list_attached_user_policies().user_name(name).send().await.unwrap();
-        let mut names: Vec<String> =
-            out.attached_policies().iter().filter_map(|p| p.policy_name().map(str::to_owned)).collect();
+        let out = self
+            .iam
+            .list_attached_user_policies()
+            .user_name(name)
+            .send()
+            .await
+            .unwrap();
+        let mut names: Vec<String> = out
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_name().map(str::to_owned))
+            .collect();
         names.sort();
         names
     }
@@ -152,7 +186,9 @@ fn assert_failed(response: &Value, needle: &str) {
 #[tokio::test]
 async fn create_provisions_user_policy_key_and_secret() {
     let env = Env::new().await;
-    let r = env.create(env.props(json!({"Tags": [{"Key": "team", "Value": "secops"}]}))).await;
+    let r = env
+        .create(env.props(json!({"Tags": [{"Key": "team", "Value": "secops"}]})))
+        .await;
     assert_success(&r);
     let user = env.user_name();
     assert_eq!(r["PhysicalResourceId"], env.physical_id());
@@ -164,16 +200,31 @@ async fn create_provisions_user_policy_key_and_secret() {
     assert_eq!(got.path(), "/cloud-app-security/");
     let tags: std::collections::BTreeMap<_, _> = got.tags().iter().map(|t| (t.key(), t.value())).collect();
     assert_eq!(tags.get("cloud-app-security:stack-id"), Some(&env.stack.as_str()));
-    assert_eq!(tags.get("cloud-app-security:logical-id"), Some(&"CloudAppSecurityConnector"));
-    assert_eq!(tags.get("cloud-app-security:physical-id"), Some(&env.physical_id().as_str()));
+    assert_eq!(
+        tags.get("cloud-app-security:logical-id"),
+        Some(&"CloudAppSecurityConnector")
+    );
+    assert_eq!(
+        tags.get("cloud-app-security:physical-id"),
+        Some(&env.physical_id().as_str())
+    );
     assert_eq!(tags.get("team"), Some(&"secops"));
 
     assert_eq!(env.inline_policies(&user).await, vec!["CloudAppSecurityAuditing"]);
     // Read through the product's adapter, which URL-decodes IAM's policy documents.
-    let doc = env.adapter.get_inline_policy(&user, "CloudAppSecurityAuditing").await.unwrap().unwrap();
+    let doc = env
+        .adapter
+        .get_inline_policy(&user, "CloudAppSecurityAuditing")
+        .await
+        .unwrap()
+        .unwrap();
     let doc: Value = serde_json::from_str(&doc).unwrap();
-    let mut actions: Vec<&str> =
-        doc["Statement"][0]["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let mut actions: Vec<&str> = doc["Statement"][0]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     actions.sort();
     assert_eq!(
         actions,
@@ -212,9 +263,15 @@ async fn create_provisions_user_policy_key_and_secret() {
     assert_eq!(data["TrailCreated"], "false");
     assert_eq!(data["ConnectorId"], "");
     assert_eq!(data["ConnectorStatus"], "PendingPortal");
-    assert_eq!(data["PortalUrl"], "https://security.microsoft.com/cloudapps/app-connectors");
+    assert_eq!(
+        data["PortalUrl"],
+        "https://security.microsoft.com/cloudapps/app-connectors"
+    );
     let body = serde_json::to_string(&r).unwrap();
-    assert!(!body.contains(secret["SecretAccessKey"].as_str().unwrap()), "no key material in the response");
+    assert!(
+        !body.contains(secret["SecretAccessKey"].as_str().unwrap()),
+        "no key material in the response"
+    );
 }
 
 #[tokio::test]
@@ -240,8 +297,14 @@ async fn update_adds_and_removes_security_configuration() {
     let r = env.update(&env.physical_id(), one, both.clone()).await;
     assert_success(&r);
     assert_eq!(r["PhysicalResourceId"], env.physical_id());
-    assert_eq!(env.attached(&env.user_name()).await, ["AWSSecurityHubReadOnlyAccess", "SecurityAudit"]);
-    assert_eq!(env.inline_policies(&env.user_name()).await, ["CloudAppSecurityAuditing"]);
+    assert_eq!(
+        env.attached(&env.user_name()).await,
+        ["AWSSecurityHubReadOnlyAccess", "SecurityAudit"]
+    );
+    assert_eq!(
+        env.inline_policies(&env.user_name()).await,
+        ["CloudAppSecurityAuditing"]
+    );
 
     assert_success(&env.update(&env.physical_id(), both.clone(), config_only.clone()).await);
     assert!(env.inline_policies(&env.user_name()).await.is_empty());
@@ -249,7 +312,11 @@ async fn update_adds_and_removes_security_configuration() {
 
     assert_success(&env.update(&env.physical_id(), config_only, env.props(json!({}))).await);
     assert!(env.attached(&env.user_name()).await.is_empty());
-    assert_eq!(env.keys(&env.user_name()).await, key, "no rotation without a new KeyVersion");
+    assert_eq!(
+        env.keys(&env.user_name()).await,
+        key,
+        "no rotation without a new KeyVersion"
+    );
 }
 
 #[tokio::test]
@@ -264,7 +331,10 @@ async fn a_new_key_version_rotates_the_key() {
     let new = env.keys(&env.user_name()).await;
     assert_eq!(new.len(), 1);
     assert_ne!(new, old, "a new key");
-    assert_eq!(env.secret_value(&env.secret_name()).await.unwrap()["AccessKeyId"], new[0]);
+    assert_eq!(
+        env.secret_value(&env.secret_name()).await.unwrap()["AccessKeyId"],
+        new[0]
+    );
     assert_eq!(r["Data"]["AccessKeyId"], new[0]);
     // Lambda delivers the same Update twice: no second rotation.
     assert_success(&env.update(&env.physical_id(), env.props(json!({})), v2).await);
@@ -290,7 +360,11 @@ async fn delete_with_a_zero_recovery_window_removes_the_secret_at_once() {
     let props = env.props(json!({"SecretRecoveryWindowDays": "0"}));
     assert_success(&env.create(props.clone()).await);
     assert_success(&env.delete(&env.physical_id(), props).await);
-    assert_eq!(env.secret_pending_deletion(&env.secret_name()).await, None, "gone, not pending");
+    assert_eq!(
+        env.secret_pending_deletion(&env.secret_name()).await,
+        None,
+        "gone, not pending"
+    );
 }
 
 #[tokio::test]
@@ -303,7 +377,10 @@ async fn create_after_delete_restores_the_secret_pending_deletion() {
     assert_success(&r);
     assert_eq!(env.secret_pending_deletion(&env.secret_name()).await, Some(false));
     let keys = env.keys(&env.user_name()).await;
-    assert_eq!(env.secret_value(&env.secret_name()).await.unwrap()["AccessKeyId"], keys[0]);
+    assert_eq!(
+        env.secret_value(&env.secret_name()).await.unwrap()["AccessKeyId"],
+        keys[0]
+    );
 }
 
 #[tokio::test]
@@ -330,25 +407,56 @@ async fn delete_after_a_create_that_failed_half_way_leaves_nothing() {
 #[tokio::test]
 async fn a_foreign_user_fails_the_create_and_is_left_untouched() {
     let env = Env::new().await;
-    env.iam.create_user().user_name(env.user_name()).path("/cloud-app-security/").send().await.unwrap();
+    env.iam
+        .create_user()
+        .user_name(env.user_name())
+        .path("/cloud-app-security/")
+        .send()
+        .await
+        .unwrap();
     let r = env.create(env.props(json!({}))).await;
-    assert_failed(&r, &format!("IAM user {} already exists and is not managed by this resource", env.user_name()));
+    assert_failed(
+        &r,
+        &format!(
+            "IAM user {} already exists and is not managed by this resource",
+            env.user_name()
+        ),
+    );
     assert!(env.keys(&env.user_name()).await.is_empty());
     assert!(env.inline_policies(&env.user_name()).await.is_empty());
     let user = env.iam.get_user().user_name(env.user_name()).send().await.unwrap();
     assert!(user.user().unwrap().tags().is_empty());
-    assert_eq!(env.secret_pending_deletion(&env.secret_name()).await, None, "no secret was created");
+    assert_eq!(
+        env.secret_pending_deletion(&env.secret_name()).await,
+        None,
+        "no secret was created"
+    );
     // The rollback Delete must not touch it either.
-    assert_success(&env.delete(r["PhysicalResourceId"].as_str().unwrap(), env.props(json!({}))).await);
+    assert_success(
+        &env.delete(r["PhysicalResourceId"].as_str().unwrap(), env.props(json!({})))
+            .await,
+    );
     assert!(env.user_exists(&env.user_name()).await);
 }
 
 #[tokio::test]
 async fn a_foreign_secret_fails_the_create_before_anything_is_made() {
     let env = Env::new().await;
-    env.sm.create_secret().name(env.secret_name()).secret_string("{}").send().await.unwrap();
+    env.sm
+        .create_secret()
+        .name(env.secret_name())
+        .secret_string("{}")
+        .send()
+        .await
+        .unwrap();
     let r = env.create(env.props(json!({}))).await;
-    assert_failed(&r, &format!("secret {} already exists and is not managed by this resource", env.secret_name()));
+    assert_failed(
+        &r,
+        &format!(
+            "secret {} already exists and is not managed by this resource",
+            env.secret_name()
+        ),
+    );
     assert!(!env.user_exists(&env.user_name()).await);
     assert_eq!(env.secret_value(&env.secret_name()).await, Some(json!({})));
 }
@@ -356,15 +464,27 @@ async fn a_foreign_secret_fails_the_create_before_anything_is_made() {
 #[tokio::test]
 async fn invalid_properties_fail_with_every_error_and_create_nothing() {
     let env = Env::new().await;
-    let r = env.create(env.props(json!({"Connections": ["Billing"], "SecretRecoveryWindowDays": "3", "Colour": "red"}))).await;
+    let r = env
+        .create(env.props(json!({"Connections": ["Billing"], "SecretRecoveryWindowDays": "3", "Colour": "red"})))
+        .await;
     assert_failed(&r, "invalid properties: ");
-    for needle in ["Connections: unknown connection", "SecretRecoveryWindowDays: must be 0 or 7-30", "Colour: unknown"] {
+    for needle in [
+        "Connections: unknown connection",
+        "SecretRecoveryWindowDays: must be 0 or 7-30",
+        "Colour: unknown",
+    ] {
         assert_failed(&r, needle);
     }
     assert!(!env.user_exists(&env.user_name()).await);
     assert_eq!(env.secret_pending_deletion(&env.secret_name()).await, None);
     // CloudFormation then deletes the failed resource: that must succeed.
-    assert_success(&env.delete(r["PhysicalResourceId"].as_str().unwrap(), env.props(json!({"Colour": "red"}))).await);
+    assert_success(
+        &env.delete(
+            r["PhysicalResourceId"].as_str().unwrap(),
+            env.props(json!({"Colour": "red"})),
+        )
+        .await,
+    );
 }
 
 #[tokio::test]
@@ -413,7 +533,10 @@ async fn a_new_user_name_replaces_the_user_and_keeps_the_secret() {
     assert!(!env.user_exists(&env.user_name()).await, "old user deleted");
     let keys = env.keys(&new_name).await;
     assert_eq!(keys.len(), 1);
-    let secret = env.secret_value(&env.secret_name()).await.expect("the secret now serves the new user");
+    let secret = env
+        .secret_value(&env.secret_name())
+        .await
+        .expect("the secret now serves the new user");
     assert_eq!(secret["AccessKeyId"], keys[0]);
     assert_eq!(secret["UserName"], new_name);
 }
@@ -438,13 +561,28 @@ async fn update_repairs_drift() {
     let props = env.props(json!({}));
     assert_success(&env.create(props.clone()).await);
     let user = env.user_name();
-    env.iam.delete_user_policy().user_name(&user).policy_name("CloudAppSecurityAuditing").send().await.unwrap();
+    env.iam
+        .delete_user_policy()
+        .user_name(&user)
+        .policy_name("CloudAppSecurityAuditing")
+        .send()
+        .await
+        .unwrap();
     for key in env.keys(&user).await {
-        env.iam.delete_access_key().user_name(&user).access_key_id(key).send().await.unwrap();
+        env.iam
+            .delete_access_key()
+            .user_name(&user)
+            .access_key_id(key)
+            .send()
+            .await
+            .unwrap();
     }
     assert_success(&env.update(&env.physical_id(), props.clone(), props).await);
     assert_eq!(env.inline_policies(&user).await, ["CloudAppSecurityAuditing"]);
     let keys = env.keys(&user).await;
     assert_eq!(keys.len(), 1);
-    assert_eq!(env.secret_value(&env.secret_name()).await.unwrap()["AccessKeyId"], keys[0]);
+    assert_eq!(
+        env.secret_value(&env.secret_name()).await.unwrap()["AccessKeyId"],
+        keys[0]
+    );
 }

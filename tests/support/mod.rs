@@ -2,6 +2,8 @@
 //! CloudFormation's presigned URL, the events in `events/`, and the handler wired to moto.
 #![allow(dead_code)]
 
+pub mod emulator;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -20,21 +22,39 @@ pub fn repo() -> PathBuf {
 
 /// A tool from the repository's virtualenv (made by `scripts/test.sh`).
 pub fn venv_bin(name: &str) -> PathBuf {
-    let venv = std::env::var_os("CAS_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
+    let venv = std::env::var_os("CAS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv"));
     let path = venv.join("bin").join(name);
-    assert!(path.exists(), "{} is missing: run ./scripts/test.sh, which installs the test tools", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/test.sh, which installs the test tools",
+        path.display()
+    );
     path
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }
 
 /// A name no other test (or earlier run against the same server) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}{}x{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}{}x{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos % 100_000
+    )
 }
 
 /// The shared moto server's endpoint, started on first use. It lives behind a shell that kills
@@ -44,7 +64,10 @@ pub fn moto() -> &'static str {
     ENDPOINT.get_or_init(|| {
         let port = free_port();
         let server = venv_bin("moto_server");
-        let script = format!("\"{}\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid", server.display());
+        let script = format!(
+            "\"{}\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid",
+            server.display()
+        );
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)
@@ -56,7 +79,10 @@ pub fn moto() -> &'static str {
         let endpoint = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         while http_get(port, "/moto-api/").is_none() {
-            assert!(started.elapsed() < Duration::from_secs(60), "moto_server did not start on port {port}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto_server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         endpoint
@@ -66,7 +92,11 @@ pub fn moto() -> &'static str {
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     stream.read_to_string(&mut out).ok()?;
     out.starts_with("HTTP/1.1 200").then_some(out)
@@ -84,7 +114,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("the body is JSON")
@@ -167,7 +200,13 @@ fn serve(mut stream: TcpStream, sink: &Mutex<Vec<Recorded>>) {
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    sink.lock().expect("recorder lock").push(Recorded { method, path, headers, body, at: Instant::now() });
+    sink.lock().expect("recorder lock").push(Recorded {
+        method,
+        path,
+        headers,
+        body,
+        at: Instant::now(),
+    });
     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
 }
 
@@ -178,7 +217,10 @@ pub fn event(name: &str) -> Value {
 }
 
 pub fn stack_id(name: &str) -> String {
-    format!("arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/{name}/{}", unique("guid-"))
+    format!(
+        "arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/{name}/{}",
+        unique("guid-")
+    )
 }
 
 pub fn user_arn(path: &str, name: &str) -> String {
