@@ -45,8 +45,8 @@ impl Services {
             return Err(StartupError::NoRegion);
         }
         Ok(Services {
-            iam: IamAdapter::new(&config),
-            secrets: SecretsManagerAdapter::new(&config),
+            iam: IamAdapter::new(config),
+            secrets: SecretsManagerAdapter::new(config),
         })
     }
 }
