@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, template checks, unit, integration (moto server) and
+# end-to-end (Lambda Runtime Interface Emulator) tests. Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export SAM_CLI_TELEMETRY=0
+# Tests pass their own endpoint and credentials; nothing here may reach a real account.
+unset AWS_PROFILE AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
+
+bash scripts/venv.sh
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "==> cfn-lint"
+.venv/bin/cfn-lint template.yaml
+echo "==> sam validate --lint"
+.venv/bin/sam validate --lint --template-file template.yaml --region us-east-1
+echo "==> cargo test"
+cargo test --all-targets --locked
