@@ -1,6 +1,7 @@
 //! The Lambda handler: reads the envelope, runs the request under a deadline guard and a panic
 //! catcher, and always sends exactly one answer to CloudFormation.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime};
 
@@ -137,14 +138,19 @@ async fn guarded(services: &Services, event: &Value, envelope: &Envelope, guard_
     };
     let fallback = resource::failure_physical_id(envelope, properties_of(&request));
     let progress = Progress::new("reading the request");
-    let work = AssertUnwindSafe(resource::run(
-        &services.iam,
-        &services.secrets,
-        &progress,
-        envelope,
-        request,
-    ));
-    match tokio::time::timeout_at(guard_at, work.catch_unwind()).await {
+    let work = resource::run(&services.iam, &services.secrets, &progress, envelope, request);
+    guard(work, &progress, fallback, guard_at).await
+}
+
+/// Runs `work` until `guard_at`. A panic, or the guard firing, becomes `FAILED` naming the step
+/// `progress` was in, with `fallback` as the physical id.
+pub async fn guard<F: Future<Output = Answer>>(
+    work: F,
+    progress: &Progress,
+    fallback: String,
+    guard_at: Instant,
+) -> Answer {
+    match tokio::time::timeout_at(guard_at, AssertUnwindSafe(work).catch_unwind()).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(_panic)) => {
             tracing::error!(step = progress.current(), "the request panicked");
@@ -185,5 +191,63 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
             error_message: e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn soon(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    #[tokio::test]
+    async fn a_finished_request_passes_through() {
+        let progress = Progress::new("start");
+        let done = Answer::success("arn:x".into(), "created", BTreeMap::new());
+        let answer = guard(
+            std::future::ready(done.clone()),
+            &progress,
+            "fallback".into(),
+            soon(1000),
+        )
+        .await;
+        assert_eq!(answer, done);
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_failed_naming_the_step() {
+        let progress = Progress::new("start");
+        let work = async {
+            progress.set("issuing the access key");
+            panic!("boom");
+        };
+        let answer = guard(work, &progress, "arn:fallback".into(), soon(1000)).await;
+        assert_eq!(answer.status, Status::Failed);
+        assert_eq!(answer.physical_id, "arn:fallback");
+        assert_eq!(
+            answer.reason,
+            "internal error during issuing the access key; see the function's logs"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_deadline_guard_answers_failed_naming_the_step() {
+        let progress = Progress::new("start");
+        let work = async {
+            progress.set("storing the key in Secrets Manager");
+            std::future::pending::<Answer>().await
+        };
+        let answer = guard(work, &progress, "arn:fallback".into(), soon(50)).await;
+        assert_eq!(answer.status, Status::Failed);
+        assert!(
+            answer
+                .reason
+                .starts_with("timed out during storing the key in Secrets Manager"),
+            "{}",
+            answer.reason
+        );
     }
 }

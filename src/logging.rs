@@ -15,10 +15,30 @@ pub fn init() {
         .with_span_list(false)
         .with_target(false)
         .without_time()
-        .with_env_filter(
-            EnvFilter::builder()
-                .with_default_directive(level.into())
-                .from_env_lossy(),
-        )
+        .with_env_filter(filter(level))
         .init();
+}
+
+/// `level` for this crate; at most DEBUG for every dependency. At TRACE, the runtime logs the
+/// raw event (the presigned `ResponseURL` with it) and the HTTP stack logs bodies (access keys
+/// with them): those levels are never enabled, whatever the setting says.
+fn filter(level: LevelFilter) -> EnvFilter {
+    let dependencies = level.min(LevelFilter::DEBUG);
+    EnvFilter::builder().parse_lossy(format!("{dependencies},cloud_app_security_connector={level}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_never_log_at_trace() {
+        let f = filter(LevelFilter::TRACE).to_string();
+        assert!(f.contains("cloud_app_security_connector=trace"), "{f}");
+        assert!(
+            f.contains("debug") && !f.replace("cloud_app_security_connector=trace", "").contains("trace"),
+            "{f}"
+        );
+        assert!(filter(LevelFilter::INFO).to_string().contains("info"));
+    }
 }

@@ -22,7 +22,7 @@ fn aws_env(endpoint: &str, timeout: &str) -> Vec<(&'static str, String)> {
         ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
         ("AWS_LAMBDA_FUNCTION_TIMEOUT", timeout.to_owned()),
-        ("AWS_LAMBDA_LOG_LEVEL", "debug".to_owned()),
+        ("AWS_LAMBDA_LOG_LEVEL", "trace".to_owned()),
     ]
 }
 
