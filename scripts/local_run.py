@@ -63,7 +63,7 @@ def rie_binary():
     return found[0]
 
 
-def show_state(iam, sm, user_name, secret_name):
+def show_state(iam, sm, ct, user_name, secret_name):
     print("   AWS state:")
     try:
         user = iam.get_user(UserName=user_name)["User"]
@@ -88,6 +88,13 @@ def show_state(iam, sm, user_name, secret_name):
                   f" SecretAccessKey=<{len(value['SecretAccessKey'])} characters>")
     except sm.exceptions.ResourceNotFoundException:
         print(f"     secret      {secret_name}: none")
+    trails = ct.describe_trails(includeShadowTrails=True)["trailList"]
+    for t in trails:
+        logging = ct.get_trail_status(Name=t["TrailARN"])["IsLogging"]
+        print(f"     trail       {t['TrailARN']} multi-region={t['IsMultiRegionTrail']} logging={logging}"
+              f" bucket={t.get('S3BucketName')}")
+    if not trails:
+        print("     trail       none")
 
 
 def main():
@@ -139,6 +146,8 @@ def main():
                    aws_access_key_id="testing", aws_secret_access_key="testing")
         iam, sm = boto3.client("iam", **aws), boto3.client("secretsmanager", **aws)
 
+        s3 = boto3.client("s3", **aws)
+        ct = boto3.client("cloudtrail", **aws)
         for name in names:
             with open(os.path.join(REPO, "events", f"{name}.json")) as f:
                 event = json.load(f)
@@ -147,6 +156,9 @@ def main():
             connector = props.get("ConnectorName") or "aws-123456789012"
             user_name = props.get("UserName") or f"CloudAppSecurity-{connector}"[:64]
             secret_name = props.get("SecretName") or f"cloud-app-security/{connector}"
+            if props.get("TrailBucket"):
+                # Stands in for the trail bucket the template creates.
+                s3.create_bucket(Bucket=props["TrailBucket"])
             print(f"\n--> {event['RequestType']} (events/{name}.json)")
             before = len(Recorder.received)
             request = urllib.request.Request(
@@ -163,7 +175,7 @@ def main():
             print(f"   physical id {answer['PhysicalResourceId']}")
             for key, value in sorted(answer.get("Data", {}).items()):
                 print(f"   Data.{key:<15} {value}")
-            show_state(iam, sm, user_name, secret_name)
+            show_state(iam, sm, ct, user_name, secret_name)
         print("\n==> done")
     finally:
         for p in reversed(procs):

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::aws::cloudtrail::CloudTrailAdapter;
 use crate::aws::iam::IamAdapter;
 use crate::aws::secrets_manager::SecretsManagerAdapter;
 use crate::cfn::responder::{Responder, ResponseError};
@@ -28,6 +29,7 @@ pub const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 pub struct Services {
     pub iam: IamAdapter,
     pub secrets: SecretsManagerAdapter,
+    pub trails: CloudTrailAdapter,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,6 +50,7 @@ impl Services {
         Ok(Services {
             iam: IamAdapter::new(config),
             secrets: SecretsManagerAdapter::new(config),
+            trails: CloudTrailAdapter::new(config),
         })
     }
 }
@@ -138,7 +141,12 @@ async fn guarded(services: &Services, event: &Value, envelope: &Envelope, guard_
     };
     let fallback = resource::failure_physical_id(envelope, properties_of(&request));
     let progress = Progress::new("reading the request");
-    let work = resource::run(&services.iam, &services.secrets, &progress, envelope, request);
+    let work = Box::pin(resource::run(
+        (&services.iam, &services.secrets, &services.trails),
+        &progress,
+        envelope,
+        request,
+    ));
     guard(work, &progress, fallback, guard_at).await
 }
 

@@ -12,4 +12,3 @@ pub mod progress;
 pub mod properties;
 pub mod provision;
 pub mod resource;
-pub mod trail;

@@ -9,9 +9,9 @@ use crate::cloud_app_security::{Connector, PORTAL_URL};
 use crate::identity::{unnamed_physical_id, Owner, StackArn, UserRef};
 use crate::progress::Progress;
 use crate::properties::Properties;
-use crate::provision::ports::{Iam, SecretStore};
+use crate::provision::ports::{Iam, SecretStore, Trails};
+use crate::provision::trail::TrailTarget;
 use crate::provision::{DeleteTarget, Provisioned, Provisioner, Target};
-use crate::trail::TrailState;
 
 /// The physical id to answer with if the request fails or runs out of time: the one
 /// CloudFormation sent (Update, Delete), or the user ARN the properties name (Create), so the
@@ -27,9 +27,8 @@ pub fn failure_physical_id(envelope: &Envelope, properties: Option<&Properties>)
 }
 
 /// Runs one typed request to its answer.
-pub async fn run<I: Iam, S: SecretStore>(
-    iam: &I,
-    secrets: &S,
+pub async fn run<I: Iam, S: SecretStore, T: Trails>(
+    services: (&I, &S, &T),
     progress: &Progress,
     envelope: &Envelope,
     request: Request,
@@ -49,7 +48,13 @@ pub async fn run<I: Iam, S: SecretStore>(
         stack_id: envelope.stack_id.clone(),
         logical_id: envelope.logical_resource_id.clone(),
     };
-    let provisioner = Provisioner { iam, secrets, progress };
+    let (iam, secrets, trails) = services;
+    let provisioner = Provisioner {
+        iam,
+        secrets,
+        trails,
+        progress,
+    };
     match request {
         Request::Create(r) => {
             let props = match r.resource_properties {
@@ -79,19 +84,23 @@ pub async fn run<I: Iam, S: SecretStore>(
             .await
         }
         Request::Delete(r) => {
-            let secret = match r.resource_properties {
-                Parsed(Ok(p)) => Some((p.resolve(&stack.account_id).secret_name, p.secret_recovery_window)),
+            let (secret, trail) = match r.resource_properties {
+                Parsed(Ok(p)) => (
+                    Some((p.resolve(&stack.account_id).secret_name, p.secret_recovery_window)),
+                    Some((TrailTarget::new(&p, None), stack.region.clone())),
+                ),
                 Parsed(Err(e)) => {
                     // Never block a stack deletion on properties that no longer validate: the
-                    // user is found from the physical id; only the secret cannot be named.
+                    // user is found from the physical id; the secret and trail cannot be named.
                     tracing::warn!(error = %e, "properties do not validate; deleting the user only");
-                    None
+                    (None, None)
                 }
             };
             let target = DeleteTarget {
                 owner,
                 physical_id: r.physical_resource_id.clone(),
                 secret,
+                trail,
             };
             match provisioner.delete(&target).await {
                 Ok(()) => Answer::success(r.physical_resource_id, "deleted", BTreeMap::new()),
@@ -102,8 +111,8 @@ pub async fn run<I: Iam, S: SecretStore>(
     }
 }
 
-async fn update<I: Iam, S: SecretStore>(
-    provisioner: &Provisioner<'_, I, S>,
+async fn update<I: Iam, S: SecretStore, T: Trails>(
+    provisioner: &Provisioner<'_, I, S, T>,
     owner: Owner,
     stack: StackArn,
     old_physical_id: &str,
@@ -125,6 +134,7 @@ async fn update<I: Iam, S: SecretStore>(
                     owner: target.owner.clone(),
                     physical_id: target.physical_id.clone(),
                     secret: None,
+                    trail: None,
                 };
                 if let Err(cleanup_error) = provisioner.delete(&cleanup).await {
                     tracing::error!(error = %cleanup_error, "could not remove the new user after a failed replacement");
@@ -150,14 +160,14 @@ async fn update<I: Iam, S: SecretStore>(
 
 /// `Data` for `Fn::GetAtt`: identifiers only, never key material.
 fn data(done: &Provisioned) -> BTreeMap<String, String> {
-    let trail = TrailState::off();
+    let trail = &done.trail;
     let connector = Connector::pending_portal();
     BTreeMap::from([
         ("UserName".to_owned(), done.user_name.clone()),
         ("UserArn".to_owned(), done.user_arn.clone()),
         ("AccessKeyId".to_owned(), done.access_key_id.clone()),
         ("SecretArn".to_owned(), done.secret_arn.clone()),
-        ("TrailArn".to_owned(), trail.arn.unwrap_or_default()),
+        ("TrailArn".to_owned(), trail.arn.clone().unwrap_or_default()),
         ("TrailCreated".to_owned(), trail.created.to_string()),
         ("ConnectorId".to_owned(), connector.id.unwrap_or_default()),
         ("ConnectorStatus".to_owned(), connector.status.as_str().to_owned()),

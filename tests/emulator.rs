@@ -75,6 +75,16 @@ async fn create_update_delete_answer_success_and_log_no_secrets() {
     let recorder = Recorder::start();
     let emulator = start(&aws_env(endpoint, "60"));
     let (stack, connector) = (stack_id("e2e"), unique("e2e"));
+    // The events' TrailBucket; moto's CreateTrail requires the bucket to exist.
+    let bucket = event("create")["ResourceProperties"]["TrailBucket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .expect("create the trail bucket");
     let secret = format!("cloud-app-security/{connector}");
     let mut keys = Vec::new();
 
@@ -105,6 +115,11 @@ async fn create_update_delete_answer_success_and_log_no_secrets() {
         if kind != "delete" {
             assert_eq!(body["Data"]["UserName"], user);
             assert_eq!(body["Data"]["ConnectorStatus"], "PendingPortal");
+            assert_eq!(
+                body["Data"]["TrailArn"],
+                "arn:aws:cloudtrail:us-east-1:123456789012:trail/cloud-app-security"
+            );
+            assert_eq!(body["Data"]["TrailCreated"], "true");
             keys.push(secret_access_key(endpoint, &secret).await);
         }
     }
@@ -167,7 +182,7 @@ async fn a_hung_aws_endpoint_still_gets_failed_in_before_the_deadline() {
     assert_eq!(body["Status"], "FAILED");
     let reason = body["Reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("timed out during reading the existing user and secret"),
+        reason.starts_with("timed out during reading the existing user, secret and trails"),
         "{reason}"
     );
     let answered_after = got[0].at.duration_since(invoked);

@@ -3,185 +3,9 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime};
-
-use aws_sdk_iam::config::{Credentials, Region};
-use cloud_app_security_connector::aws::iam::IamAdapter;
-use cloud_app_security_connector::cfn::responder::Responder;
-use cloud_app_security_connector::handler::{Handler, Services};
 use cloud_app_security_connector::provision::ports::Iam;
 use serde_json::{json, Value};
-use support::{event, moto, stack_id, unique, user_arn, Recorder};
-
-struct Env {
-    handler: Handler,
-    recorder: Recorder,
-    iam: aws_sdk_iam::Client,
-    sm: aws_sdk_secretsmanager::Client,
-    adapter: IamAdapter,
-    stack: String,
-    connector: String,
-}
-
-impl Env {
-    async fn new() -> Env {
-        let endpoint = moto();
-        let config = cloud_app_security_connector::aws::config_loader()
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-            .load()
-            .await;
-        Env {
-            handler: Handler {
-                responder: Responder::new().unwrap(),
-                services: Services::new(&config),
-            },
-            recorder: Recorder::start(),
-            iam: aws_sdk_iam::Client::new(&config),
-            sm: aws_sdk_secretsmanager::Client::new(&config),
-            adapter: IamAdapter::new(&config),
-            stack: stack_id("it"),
-            connector: unique("it"),
-        }
-    }
-
-    fn props(&self, extra: Value) -> Value {
-        let mut props = json!({
-            "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:f",
-            "ConnectorName": self.connector,
-            "TrailMode": "Off",
-        });
-        props
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        props
-    }
-
-    fn user_name(&self) -> String {
-        format!("CloudAppSecurity-{}", self.connector)
-    }
-
-    fn secret_name(&self) -> String {
-        format!("cloud-app-security/{}", self.connector)
-    }
-
-    fn physical_id(&self) -> String {
-        user_arn("/cloud-app-security/", &self.user_name())
-    }
-
-    fn request(&self, kind: &str, fields: Value) -> Value {
-        let mut e = event(kind);
-        e["ResponseURL"] = json!(self.recorder.url(&format!("/response/{}", unique("r"))));
-        e["StackId"] = json!(self.stack);
-        e["RequestId"] = json!(unique("req-"));
-        e.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
-        e
-    }
-
-    /// Invokes the handler and returns the one response CloudFormation received.
-    async fn send(&self, event: Value) -> Value {
-        let before = self.recorder.requests().len();
-        let deadline = SystemTime::now() + Duration::from_secs(120);
-        self.handler.handle(event, deadline).await.expect("handler answered");
-        let got = self.recorder.requests();
-        assert_eq!(got.len(), before + 1, "exactly one response per invocation");
-        let response = got.last().unwrap();
-        assert_eq!(response.method, "PUT");
-        assert_eq!(
-            response.header("content-type"),
-            Some(""),
-            "empty Content-Type for the presigned URL"
-        );
-        assert!(response.body.len() <= 4096);
-        response.json()
-    }
-
-    async fn create(&self, props: Value) -> Value {
-        self.send(self.request("create", json!({"ResourceProperties": props})))
-            .await
-    }
-
-    async fn update(&self, physical_id: &str, old: Value, new: Value) -> Value {
-        let fields =
-            json!({"PhysicalResourceId": physical_id, "ResourceProperties": new, "OldResourceProperties": old});
-        self.send(self.request("update", fields)).await
-    }
-
-    async fn delete(&self, physical_id: &str, props: Value) -> Value {
-        self.send(self.request(
-            "delete",
-            json!({"PhysicalResourceId": physical_id, "ResourceProperties": props}),
-        ))
-        .await
-    }
-
-    async fn user_exists(&self, name: &str) -> bool {
-        match self.iam.get_user().user_name(name).send().await {
-            Ok(_) => true,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => false,
-            Err(e) => panic!("GetUser: {e:?}"),
-        }
-    }
-
-    async fn keys(&self, name: &str) -> Vec<String> {
-        let out = self.iam.list_access_keys().user_name(name).send().await.unwrap();
-        out.access_key_metadata()
-            .iter()
-            .filter_map(|k| k.access_key_id().map(str::to_owned))
-            .collect()
-    }
-
-    async fn inline_policies(&self, name: &str) -> Vec<String> {
-        self.iam
-            .list_user_policies()
-            .user_name(name)
-            .send()
-            .await
-            .unwrap()
-            .policy_names()
-            .to_vec()
-    }
-
-    async fn attached(&self, name: &str) -> Vec<String> {
-        let out = self
-            .iam
-            .list_attached_user_policies()
-            .user_name(name)
-            .send()
-            .await
-            .unwrap();
-        let mut names: Vec<String> = out
-            .attached_policies()
-            .iter()
-            .filter_map(|p| p.policy_name().map(str::to_owned))
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// The secret's value, or `None` if it does not exist or is scheduled for deletion.
-    async fn secret_value(&self, name: &str) -> Option<Value> {
-        let out = self.sm.get_secret_value().secret_id(name).send().await.ok()?;
-        Some(serde_json::from_str(out.secret_string()?).unwrap())
-    }
-
-    async fn secret_pending_deletion(&self, name: &str) -> Option<bool> {
-        let out = self.sm.describe_secret().secret_id(name).send().await.ok()?;
-        Some(out.deleted_date().is_some())
-    }
-}
-
-fn assert_success(response: &Value) {
-    assert_eq!(response["Status"], "SUCCESS", "{response:#}");
-}
-
-fn assert_failed(response: &Value, needle: &str) {
-    assert_eq!(response["Status"], "FAILED", "{response:#}");
-    let reason = response["Reason"].as_str().unwrap();
-    assert!(reason.contains(needle), "reason {reason:?} lacks {needle:?}");
-}
+use support::env::{assert_failed, assert_success, Env};
 
 #[tokio::test]
 async fn create_provisions_user_policy_key_and_secret() {
@@ -510,7 +334,7 @@ async fn a_new_user_path_moves_the_user_and_the_old_delete_leaves_it() {
     let key = env.keys(&env.user_name()).await;
     let r = env.update(&env.physical_id(), old.clone(), new).await;
     assert_success(&r);
-    let moved = user_arn("/cloud-app-security/moved/", &env.user_name());
+    let moved = env.user_arn("/cloud-app-security/moved/", &env.user_name());
     assert_eq!(r["PhysicalResourceId"], moved);
     // CloudFormation deletes the old physical id: the user has moved, so it stays, and so does the secret.
     assert_success(&env.delete(&env.physical_id(), old).await);
@@ -528,7 +352,7 @@ async fn a_new_user_name_replaces_the_user_and_keeps_the_secret() {
     assert_success(&env.create(old.clone()).await);
     let r = env.update(&env.physical_id(), old.clone(), new).await;
     assert_success(&r);
-    assert_eq!(r["PhysicalResourceId"], user_arn("/cloud-app-security/", &new_name));
+    assert_eq!(r["PhysicalResourceId"], env.user_arn("/cloud-app-security/", &new_name));
     assert_success(&env.delete(&env.physical_id(), old).await);
     assert!(!env.user_exists(&env.user_name()).await, "old user deleted");
     let keys = env.keys(&new_name).await;

@@ -1,6 +1,7 @@
 //! AWS adapters: one module per service, each the only place that imports its SDK, and the shared
 //! client configuration (every call bounded in time).
 
+pub mod cloudtrail;
 mod error;
 pub mod iam;
 pub mod secrets_manager;

@@ -1,8 +1,9 @@
 //! Delete: removes the user (after everything IAM requires gone first) and the secret, each only
 //! when it is ours and still serves the physical id being deleted.
 
-use super::ports::{Iam, SecretStore};
-use super::{secret, steps, InStep, ProvisionError, Provisioner};
+use super::ports::{Iam, SecretStore, Trails};
+use super::trail::TrailTarget;
+use super::{secret, steps, trail, InStep, ProvisionError, Provisioner};
 use crate::aws::AwsError;
 use crate::identity::{Owner, UserRef};
 use crate::properties::RecoveryWindow;
@@ -14,10 +15,12 @@ pub struct DeleteTarget {
     pub physical_id: String,
     /// The secret's name and recovery window; `None` when the properties could not be read.
     pub secret: Option<(String, RecoveryWindow)>,
+    /// The trail settings and the stack's region; `None` when the properties could not be read.
+    pub trail: Option<(TrailTarget, String)>,
 }
 
-pub(super) async fn run<I: Iam, S: SecretStore>(
-    p: &Provisioner<'_, I, S>,
+pub(super) async fn run<I: Iam, S: SecretStore, T: Trails>(
+    p: &Provisioner<'_, I, S, T>,
     t: &DeleteTarget,
 ) -> Result<(), ProvisionError> {
     let user = async {
@@ -39,9 +42,17 @@ pub(super) async fn run<I: Iam, S: SecretStore>(
             None => Ok(()),
         }
     };
-    // Both run to the end: a failure of one must not leave the other undone.
-    let (user, secret) = futures::join!(user, secret);
-    user.and(secret)
+    let trail = async {
+        match &t.trail {
+            Some((target, region)) => trail::delete(p.trails, &t.owner, &t.physical_id, target, region)
+                .await
+                .in_step(steps::DELETE_TRAIL),
+            None => Ok(()),
+        }
+    };
+    // All run to the end: a failure of one must not leave the others undone.
+    let (user, secret, trail) = futures::join!(user, secret, trail);
+    user.and(secret).and(trail)
 }
 
 /// Real IAM refuses `DeleteUser` (`DeleteConflict`) while the user has access keys, inline or

@@ -350,3 +350,108 @@ impl SecretStore for FakeSecrets {
         Ok(())
     }
 }
+
+#[derive(Clone)]
+pub struct FakeTrail {
+    pub info: super::ports::TrailInfo,
+    pub logging: bool,
+    pub tags: Tags,
+}
+
+/// CloudTrail in one region (`us-east-1`) of account 123456789012.
+#[derive(Default)]
+pub struct FakeTrails {
+    pub trails: Mutex<Vec<FakeTrail>>,
+    pub writes: Mutex<Vec<String>>,
+    pub calls: Mutex<u32>,
+}
+
+impl FakeTrails {
+    fn call(&self, write: Option<&str>) {
+        *lock(&self.calls) += 1;
+        if let Some(op) = write {
+            lock(&self.writes).push(op.to_owned());
+        }
+    }
+
+    pub fn writes(&self) -> Vec<String> {
+        lock(&self.writes).clone()
+    }
+
+    pub fn trail(&self, name: &str) -> Option<FakeTrail> {
+        lock(&self.trails).iter().find(|t| t.info.name == name).cloned()
+    }
+
+    fn with_arn<T>(&self, op: &'static str, arn: &str, f: impl FnOnce(&mut FakeTrail) -> T) -> Result<T, AwsError> {
+        lock(&self.trails)
+            .iter_mut()
+            .find(|t| t.info.arn == arn || t.info.name == arn)
+            .map(f)
+            .ok_or_else(|| AwsError::new(op, Some("TrailNotFoundException"), format!("Unknown trail: {arn}")))
+    }
+}
+
+impl super::ports::Trails for FakeTrails {
+    async fn list(&self) -> Result<Vec<super::ports::TrailInfo>, AwsError> {
+        self.call(None);
+        Ok(lock(&self.trails).iter().map(|t| t.info.clone()).collect())
+    }
+    async fn is_logging(&self, arn: &str) -> Result<bool, AwsError> {
+        self.call(None);
+        self.with_arn("cloudtrail:GetTrailStatus", arn, |t| t.logging)
+    }
+    async fn tags(&self, arn: &str) -> Result<Tags, AwsError> {
+        self.call(None);
+        self.with_arn("cloudtrail:ListTags", arn, |t| t.tags.clone())
+    }
+    async fn create(&self, settings: &super::ports::TrailSettings, tags: &Tags) -> Result<String, AwsError> {
+        self.call(Some("CreateTrail"));
+        if settings.bucket == "no-policy" {
+            return Err(AwsError::new(
+                "cloudtrail:CreateTrail",
+                Some("InsufficientS3BucketPolicyException"),
+                "Incorrect S3 bucket policy is detected for bucket: no-policy",
+            ));
+        }
+        let arn = format!("arn:aws:cloudtrail:us-east-1:123456789012:trail/{}", settings.name);
+        let info = super::ports::TrailInfo {
+            name: settings.name.clone(),
+            arn: arn.clone(),
+            home_region: "us-east-1".into(),
+            multi_region: true,
+            global_service_events: true,
+            organization: false,
+            log_file_validation: true,
+            bucket: Some(settings.bucket.clone()),
+            kms_key_id: settings.kms_key_id.clone(),
+        };
+        lock(&self.trails).push(FakeTrail {
+            info,
+            logging: false,
+            tags: tags.clone(),
+        });
+        Ok(arn)
+    }
+    async fn update(&self, settings: &super::ports::TrailSettings) -> Result<(), AwsError> {
+        self.call(Some("UpdateTrail"));
+        self.with_arn("cloudtrail:UpdateTrail", &settings.name, |t| {
+            t.info.multi_region = true;
+            t.info.global_service_events = true;
+            t.info.log_file_validation = true;
+            t.info.bucket = Some(settings.bucket.clone());
+        })
+    }
+    async fn start_logging(&self, arn: &str) -> Result<(), AwsError> {
+        self.call(Some("StartLogging"));
+        self.with_arn("cloudtrail:StartLogging", arn, |t| t.logging = true)
+    }
+    async fn add_tags(&self, arn: &str, tags: &Tags) -> Result<(), AwsError> {
+        self.call(Some("AddTags"));
+        self.with_arn("cloudtrail:AddTags", arn, |t| t.tags.extend(tags.clone()))
+    }
+    async fn delete(&self, name: &str) -> Result<(), AwsError> {
+        self.call(Some("DeleteTrail"));
+        lock(&self.trails).retain(|t| t.info.name != name);
+        Ok(())
+    }
+}

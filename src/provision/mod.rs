@@ -7,6 +7,7 @@ mod delete;
 mod permissions;
 pub mod ports;
 mod secret;
+pub mod trail;
 mod user;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,8 +16,9 @@ use crate::aws::AwsError;
 use crate::identity::{Owner, StackArn, UserRef};
 use crate::key_material::StoredKey;
 use crate::progress::Progress;
-use crate::properties::{Connection, Properties, RecoveryWindow};
-use ports::{Iam, SecretStore};
+use crate::properties::{Connection, Properties, RecoveryWindow, TrailMode};
+use ports::{Iam, SecretStore, Trails};
+use trail::{TrailState, TrailTarget};
 
 pub use delete::DeleteTarget;
 
@@ -39,6 +41,7 @@ pub struct Target {
     pub tags: BTreeMap<String, String>,
     /// Extra tags the previous properties set and these no longer do.
     pub removed_tags: Vec<String>,
+    pub trail: TrailTarget,
 }
 
 impl Target {
@@ -68,6 +71,7 @@ impl Target {
             key_version: properties.key_version.clone(),
             tags: properties.tags.clone(),
             removed_tags,
+            trail: TrailTarget::new(properties, previous),
             stack,
         }
     }
@@ -85,6 +89,7 @@ pub struct Provisioned {
     pub user_arn: String,
     pub access_key_id: String,
     pub secret_arn: String,
+    pub trail: TrailState,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +104,23 @@ pub enum ProvisionError {
          cloud-app-security:logical-id tags do not name this stack and resource); it was left untouched"
     )]
     ForeignSecret(String),
+    #[error(
+        "trail {0} already exists and is not managed by this resource (its cloud-app-security:stack-id and \
+         cloud-app-security:logical-id tags do not name this stack and resource); it was left untouched"
+    )]
+    ForeignTrail(String),
+    #[error(
+        "TrailBucket is required: TrailMode {0:?} needs a trail to be created (no multi-region trail that is \
+         logging was found to reuse); nothing was created"
+    )]
+    TrailBucketMissing(TrailMode),
+    #[error(
+        "{step}: CloudTrail cannot deliver to bucket {bucket}: {source} (the bucket must exist and its policy must \
+         allow cloudtrail.amazonaws.com s3:GetBucketAcl on the bucket and s3:PutObject on AWSLogs/<account>/*, \
+         with aws:SourceArn naming the trail)",
+        step = steps::TRAIL
+    )]
+    TrailBucketRejected { bucket: String, source: AwsError },
     #[error("{step}: {source}")]
     Aws {
         step: &'static str,
@@ -120,7 +142,7 @@ impl<T> InStep<T> for Result<T, AwsError> {
 
 /// Step names, as the `Reason` and the deadline guard report them.
 pub mod steps {
-    pub const DISCOVER: &str = "reading the existing user and secret";
+    pub const DISCOVER: &str = "reading the existing user, secret and trails";
     pub const USER: &str = "creating or updating the IAM user";
     pub const PERMISSIONS: &str = "setting the user's permissions";
     pub const ACCESS_KEY: &str = "issuing the access key";
@@ -128,22 +150,25 @@ pub mod steps {
     pub const OLD_SECRET: &str = "deleting the previous secret";
     pub const DELETE_USER: &str = "deleting the IAM user";
     pub const DELETE_SECRET: &str = "deleting the secret";
+    pub const TRAIL: &str = "ensuring the CloudTrail trail";
+    pub const DELETE_TRAIL: &str = "deleting the trail";
 }
 
-/// The provisioning engine over an IAM and a Secrets Manager implementation.
-pub struct Provisioner<'a, I, S> {
+/// The provisioning engine over IAM, Secrets Manager and CloudTrail implementations.
+pub struct Provisioner<'a, I, S, T> {
     pub iam: &'a I,
     pub secrets: &'a S,
+    pub trails: &'a T,
     pub progress: &'a Progress,
 }
 
-impl<I: Iam, S: SecretStore> Provisioner<'_, I, S> {
+impl<I: Iam, S: SecretStore, T: Trails> Provisioner<'_, I, S, T> {
     /// Creates or repairs everything `target` describes. Safe to repeat.
     pub async fn converge(&self, target: &Target) -> Result<Provisioned, ProvisionError> {
         self.progress.set(steps::DISCOVER);
-        // Read-only discovery first, so that a foreign user or secret fails the request before
-        // anything is written.
-        let (user, secret) = futures::try_join!(
+        // Read-only discovery first, so that a foreign user, secret or trail, or a missing
+        // TrailBucket, fails the request before anything is written.
+        let (user, secret, trail_plan) = futures::try_join!(
             async { self.iam.get_user(&target.user.name).await.in_step(steps::DISCOVER) },
             async {
                 self.secrets
@@ -151,6 +176,7 @@ impl<I: Iam, S: SecretStore> Provisioner<'_, I, S> {
                     .await
                     .in_step(steps::DISCOVER)
             },
+            Box::pin(trail::discover(self.trails, target)),
         )?;
         if let Some(user) = &user {
             if !target.owner.owns(&user.tags) {
@@ -158,7 +184,22 @@ impl<I: Iam, S: SecretStore> Provisioner<'_, I, S> {
             }
         }
         let secret = secret::Existing::check(target, secret)?;
+        // The trail is independent of the IAM chain: both run at once.
+        let (mut done, trail) = futures::try_join!(
+            self.identity(target, user, secret),
+            trail::apply(self.trails, target, trail_plan)
+        )?;
+        done.trail = trail;
+        Ok(done)
+    }
 
+    /// User → permissions → access key → secret.
+    async fn identity(
+        &self,
+        target: &Target,
+        user: Option<ports::User>,
+        secret: secret::Existing,
+    ) -> Result<Provisioned, ProvisionError> {
         self.progress.set(steps::USER);
         let user = user::converge(self.iam, target, user).await?;
 
@@ -193,12 +234,13 @@ impl<I: Iam, S: SecretStore> Provisioner<'_, I, S> {
             user_arn: user.arn,
             access_key_id: key_id,
             secret_arn,
+            trail: TrailState::default(),
         })
     }
 
     /// Removes what `target` owns. Anything already gone, or not ours, is left as it is.
     pub async fn delete(&self, target: &DeleteTarget) -> Result<(), ProvisionError> {
-        delete::run(self, target).await
+        Box::pin(delete::run(self, target)).await
     }
 
     /// After a `SecretName` change: deletes the previous secret if it is ours and serves this

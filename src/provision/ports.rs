@@ -103,3 +103,40 @@ pub trait SecretStore: Sync {
     fn set_kms_key(&self, arn: &str, kms_key_id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
     fn delete(&self, arn: &str, window: RecoveryWindow) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
+
+/// A trail as `DescribeTrails` (with shadow trails) reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TrailInfo {
+    pub name: String,
+    pub arn: String,
+    pub home_region: String,
+    pub multi_region: bool,
+    pub global_service_events: bool,
+    pub organization: bool,
+    pub log_file_validation: bool,
+    pub bucket: Option<String>,
+    pub kms_key_id: Option<String>,
+}
+
+/// The settings of the trail this resource keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrailSettings {
+    pub name: String,
+    pub bucket: String,
+    pub kms_key_id: Option<String>,
+}
+
+/// CloudTrail, limited to what finding, keeping and removing one trail needs.
+pub trait Trails: Sync {
+    /// Every trail visible from this region, shadow and organization trails included.
+    fn list(&self) -> impl Future<Output = Result<Vec<TrailInfo>, AwsError>> + Send;
+    fn is_logging(&self, arn: &str) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    fn tags(&self, arn: &str) -> impl Future<Output = Result<Tags, AwsError>> + Send;
+    /// A multi-region trail with global service events and log file validation.
+    fn create(&self, settings: &TrailSettings, tags: &Tags) -> impl Future<Output = Result<String, AwsError>> + Send;
+    fn update(&self, settings: &TrailSettings) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn start_logging(&self, arn: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn add_tags(&self, arn: &str, tags: &Tags) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// By name: the trails this resource removes are always homed in its own region.
+    fn delete(&self, name: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+}

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::fake::{FakeIam, FakeSecrets, FakeUser};
+use super::fake::{FakeIam, FakeSecrets, FakeTrails, FakeUser};
 use super::ports::{AccessKeyInfo, Iam};
 use super::*;
 use crate::identity::{TAG_LOGICAL_ID, TAG_PHYSICAL_ID, TAG_STACK_ID};
@@ -19,7 +19,7 @@ fn owner() -> Owner {
 }
 
 fn target(extra: Value) -> Target {
-    let mut props = json!({"ConnectorName": "test"});
+    let mut props = json!({"ConnectorName": "test", "TrailMode": "Off"});
     props
         .as_object_mut()
         .unwrap()
@@ -31,6 +31,7 @@ fn target(extra: Value) -> Target {
 struct World {
     iam: FakeIam,
     secrets: FakeSecrets,
+    trails: FakeTrails,
     progress: Progress,
 }
 
@@ -39,18 +40,20 @@ impl World {
         World {
             iam: FakeIam::default(),
             secrets: FakeSecrets::default(),
+            trails: FakeTrails::default(),
             progress: Progress::new("test"),
         }
     }
-    fn provisioner(&self) -> Provisioner<'_, FakeIam, FakeSecrets> {
+    fn provisioner(&self) -> Provisioner<'_, FakeIam, FakeSecrets, FakeTrails> {
         Provisioner {
             iam: &self.iam,
             secrets: &self.secrets,
+            trails: &self.trails,
             progress: &self.progress,
         }
     }
     fn writes(&self) -> usize {
-        self.iam.writes().len() + self.secrets.writes().len()
+        self.iam.writes().len() + self.secrets.writes().len() + self.trails.writes().len()
     }
     fn stored_key_id(&self) -> String {
         let value: Value = serde_json::from_str(&self.secrets.secret(SECRET).unwrap().value.unwrap()).unwrap();
@@ -258,6 +261,7 @@ async fn a_leftover_secret_pending_deletion_is_restored_and_reused() {
             owner: old.owner.clone(),
             physical_id: old.physical_id.clone(),
             secret: Some((SECRET.into(), RecoveryWindow::Days(7))),
+            trail: None,
         })
         .await
         .unwrap();
@@ -296,6 +300,7 @@ async fn delete_clears_what_iam_requires_before_deleting_the_user() {
         owner: owner(),
         physical_id: t.physical_id.clone(),
         secret: Some((SECRET.into(), RecoveryWindow::Immediate)),
+        trail: None,
     };
     w.provisioner().delete(&d).await.unwrap();
     assert!(w.iam.user(USER).is_none());
@@ -318,6 +323,7 @@ async fn delete_leaves_what_is_not_its_own() {
         owner: stranger,
         physical_id: t.physical_id.clone(),
         secret: Some((SECRET.into(), RecoveryWindow::Immediate)),
+        trail: None,
     };
     w.provisioner().delete(&d).await.unwrap();
     assert!(w.iam.user(USER).is_some());
@@ -329,6 +335,7 @@ async fn delete_leaves_what_is_not_its_own() {
         owner: owner(),
         physical_id: t.physical_id.clone(),
         secret: Some((SECRET.into(), RecoveryWindow::Immediate)),
+        trail: None,
     };
     w.provisioner().delete(&d).await.unwrap();
     assert_eq!(w.iam.user(USER).unwrap().path, "/cloud-app-security/moved/");
@@ -338,8 +345,14 @@ async fn delete_leaves_what_is_not_its_own() {
 #[tokio::test]
 async fn removed_extra_tags_are_untagged() {
     let w = World::new();
-    let props =
-        |tags: Value| Properties::parse(json!({"ConnectorName": "test", "Tags": tags}).as_object().unwrap()).unwrap();
+    let props = |tags: Value| {
+        Properties::parse(
+            json!({"ConnectorName": "test", "TrailMode": "Off", "Tags": tags})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap()
+    };
     let (old, new) = (props(json!({"a": "1", "b": "2"})), props(json!({"a": "1"})));
     let stack = StackArn::parse(STACK).unwrap();
     w.provisioner()
@@ -352,4 +365,82 @@ async fn removed_extra_tags_are_untagged() {
         .unwrap();
     assert!(!w.iam.user(USER).unwrap().tags.contains_key("b"));
     assert!(!w.secrets.secret(SECRET).unwrap().tags.contains_key("b"));
+}
+
+#[tokio::test]
+async fn off_mode_makes_no_cloudtrail_call() {
+    let w = World::new();
+    w.provisioner().converge(&target(json!({}))).await.unwrap();
+    assert_eq!(*w.trails.calls.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn create_mode_creates_a_logging_trail_beside_the_iam_chain() {
+    let w = World::new();
+    let done = w
+        .provisioner()
+        .converge(&target(json!({"TrailMode": "Create", "TrailBucket": "logs"})))
+        .await
+        .unwrap();
+    let trail = w.trails.trail("cloud-app-security").unwrap();
+    assert!(trail.logging);
+    assert_eq!(trail.tags.get(TAG_STACK_ID).map(String::as_str), Some(STACK));
+    assert_eq!(done.trail.arn.as_deref(), Some(trail.info.arn.as_str()));
+    assert!(done.trail.created);
+    let before = w.writes();
+    w.provisioner()
+        .converge(&target(json!({"TrailMode": "Create", "TrailBucket": "logs"})))
+        .await
+        .unwrap();
+    assert_eq!(w.writes(), before, "repeating changes nothing");
+}
+
+#[tokio::test]
+async fn a_missing_trail_bucket_fails_before_anything_is_created() {
+    let w = World::new();
+    let err = w
+        .provisioner()
+        .converge(&target(json!({"TrailMode": "Reuse"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProvisionError::TrailBucketMissing(_)), "{err}");
+    assert_eq!(w.writes(), 0);
+}
+
+#[tokio::test]
+async fn a_bucket_cloudtrail_cannot_write_to_names_the_code_and_the_policy() {
+    let w = World::new();
+    let err = w
+        .provisioner()
+        .converge(&target(json!({"TrailMode": "Create", "TrailBucket": "no-policy"})))
+        .await;
+    let text = err.unwrap_err().to_string();
+    assert!(
+        text.contains("InsufficientS3BucketPolicyException") && text.contains("bucket policy"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_only_a_trail_it_created() {
+    let w = World::new();
+    let t = target(json!({"TrailMode": "Create", "TrailBucket": "logs"}));
+    w.provisioner().converge(&t).await.unwrap();
+    let trail_target = t.trail.clone();
+    let delete = |physical_id: &str| DeleteTarget {
+        owner: owner(),
+        physical_id: physical_id.to_owned(),
+        secret: None,
+        trail: Some((trail_target.clone(), "us-east-1".to_owned())),
+    };
+    w.provisioner()
+        .delete(&delete("arn:aws:iam::123456789012:user/cloud-app-security/other"))
+        .await
+        .unwrap();
+    assert!(
+        w.trails.trail("cloud-app-security").is_some(),
+        "serves another physical id"
+    );
+    w.provisioner().delete(&delete(&t.physical_id)).await.unwrap();
+    assert!(w.trails.trail("cloud-app-security").is_none());
 }

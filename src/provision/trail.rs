@@ -1,0 +1,523 @@
+//! CloudTrail: make sure the account has a multi-region trail that is logging, without paying
+//! for a second one. Discovery is read-only and runs first; the plan is a pure decision over
+//! what discovery saw; the writes then run beside the IAM chain.
+
+use super::ports::{Tags, TrailInfo, TrailSettings, Trails};
+use super::{steps, InStep, ProvisionError, Target};
+use crate::aws::AwsError;
+use crate::identity::{Owner, TAG_PHYSICAL_ID};
+use crate::properties::{Properties, TrailMode};
+
+/// The trail the connector reads, as reported in `Data`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrailState {
+    pub arn: Option<String>,
+    pub created: bool,
+}
+
+/// What the resource wants of CloudTrail, resolved from the properties.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrailTarget {
+    pub mode: TrailMode,
+    pub name: String,
+    pub bucket: Option<String>,
+    /// KMS key for the trail's log files. No property sets it yet; the adapter honours it.
+    pub kms_key_id: Option<String>,
+    /// The previous properties' mode and trail name, when known.
+    pub previous: Option<(TrailMode, String)>,
+}
+
+impl TrailTarget {
+    pub fn new(properties: &Properties, previous: Option<&Properties>) -> TrailTarget {
+        TrailTarget {
+            mode: properties.trail_mode,
+            name: properties.trail_name.clone(),
+            bucket: properties.trail_bucket.clone(),
+            kms_key_id: None,
+            previous: previous.map(|p| (p.trail_mode, p.trail_name.clone())),
+        }
+    }
+}
+
+/// One trail as discovery saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub trail: TrailInfo,
+    /// `None` when the status could not be read (an organization trail seen from a member account).
+    pub logging: Option<bool>,
+    /// Read only for the trails this resource may own (its names, in its region).
+    pub tags: Option<Tags>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `Off`: no trail is managed or reported.
+    Nothing,
+    /// Another qualifying trail exists: report it, change nothing about it.
+    Reuse(String),
+    Create(TrailSettings),
+    /// Our trail exists: repair its settings and logging.
+    Adopt(Observed),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub action: Action,
+    /// Names of our own trails (all homed in this region) that are no longer wanted.
+    pub remove: Vec<String>,
+}
+
+impl Plan {
+    fn nothing() -> Plan {
+        Plan {
+            action: Action::Nothing,
+            remove: Vec::new(),
+        }
+    }
+}
+
+fn qualifies(o: &Observed) -> bool {
+    // A trail whose status cannot be read counts only if it is an organization trail: the
+    // management account runs it, and a member account may not see its status.
+    o.trail.multi_region && o.trail.global_service_events && o.logging.unwrap_or(o.trail.organization)
+}
+
+/// Decides what to do from what discovery saw. Pure: tested on its own.
+pub fn plan(target: &TrailTarget, owner: &Owner, region: &str, seen: &[Observed]) -> Result<Plan, ProvisionError> {
+    let home = |name: &str| {
+        seen.iter()
+            .find(|o| o.trail.name == name && o.trail.home_region == region)
+    };
+    let ours = |o: &&Observed| o.tags.as_ref().is_some_and(|t| owner.owns(t));
+    let named = home(&target.name);
+    let named_ours = named.filter(ours);
+    let mut remove: Vec<String> = target
+        .previous
+        .as_ref()
+        .filter(|(_, previous_name)| *previous_name != target.name)
+        .and_then(|(_, previous_name)| home(previous_name))
+        .filter(ours)
+        .map(|o| o.trail.name.clone())
+        .into_iter()
+        .collect();
+
+    if target.mode == TrailMode::Off {
+        remove.extend(named_ours.map(|o| o.trail.name.clone()));
+        return Ok(Plan {
+            action: Action::Nothing,
+            remove,
+        });
+    }
+    if target.mode == TrailMode::Reuse {
+        let mut others: Vec<&Observed> = seen
+            .iter()
+            .filter(|o| {
+                qualifies(o)
+                    && !(o.trail.home_region == region && remove.contains(&o.trail.name))
+                    && named_ours.is_none_or(|n| n.trail.arn != o.trail.arn)
+            })
+            .collect();
+        // Prefer an organization trail, then one homed here, then a stable order.
+        others.sort_by_key(|o| {
+            (
+                !o.trail.organization,
+                o.trail.home_region != region,
+                o.trail.arn.clone(),
+            )
+        });
+        if let Some(other) = others.first() {
+            remove.extend(named_ours.map(|o| o.trail.name.clone()));
+            return Ok(Plan {
+                action: Action::Reuse(other.trail.arn.clone()),
+                remove,
+            });
+        }
+    }
+    let action = match (named, named_ours) {
+        (_, Some(ours)) => Action::Adopt(ours.clone()),
+        (Some(_), None) => return Err(ProvisionError::ForeignTrail(target.name.clone())),
+        (None, _) => match &target.bucket {
+            Some(bucket) => Action::Create(TrailSettings {
+                name: target.name.clone(),
+                bucket: bucket.clone(),
+                kms_key_id: target.kms_key_id.clone(),
+            }),
+            None => return Err(ProvisionError::TrailBucketMissing(target.mode)),
+        },
+    };
+    Ok(Plan { action, remove })
+}
+
+/// Reads what the plan needs. No CloudTrail call at all when the mode is, and was, `Off`.
+pub(super) async fn discover<T: Trails>(trails: &T, target: &Target) -> Result<Plan, ProvisionError> {
+    let t = &target.trail;
+    let was_off = t.previous.as_ref().is_none_or(|(mode, _)| *mode == TrailMode::Off);
+    if t.mode == TrailMode::Off && was_off {
+        return Ok(Plan::nothing());
+    }
+    let region = target.stack.region.as_str();
+    let listed = trails.list().await.in_step(steps::TRAIL)?;
+    let ours_by_name = |info: &TrailInfo| {
+        info.home_region == region
+            && (info.name == t.name || t.previous.as_ref().is_some_and(|(_, previous)| *previous == info.name))
+    };
+    let observe = listed.into_iter().map(|trail| async move {
+        let mine = ours_by_name(&trail);
+        let candidate = t.mode == TrailMode::Reuse && trail.multi_region && trail.global_service_events;
+        let tags = match mine {
+            true => Some(trails.tags(&trail.arn).await?),
+            false => None,
+        };
+        let logging = match mine || candidate {
+            true => match trails.is_logging(&trail.arn).await {
+                Ok(logging) => Some(logging),
+                Err(e) if trail.organization => {
+                    tracing::info!(trail = %trail.arn, error = %e, "organization trail status not readable; it counts");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            false => None,
+        };
+        Ok::<_, AwsError>(Observed { trail, logging, tags })
+    });
+    let seen = futures::future::try_join_all(observe).await.in_step(steps::TRAIL)?;
+    plan(t, &target.owner, region, &seen)
+}
+
+/// Carries out the plan.
+pub(super) async fn apply<T: Trails>(trails: &T, target: &Target, plan: Plan) -> Result<TrailState, ProvisionError> {
+    let state = match plan.action {
+        Action::Nothing => TrailState::default(),
+        Action::Reuse(arn) => TrailState {
+            arn: Some(arn),
+            created: false,
+        },
+        Action::Create(settings) => {
+            let arn = trails
+                .create(&settings, &target.resource_tags())
+                .await
+                .map_err(|source| bucket_error(&settings.bucket, source))?;
+            trails.start_logging(&arn).await.in_step(steps::TRAIL)?;
+            TrailState {
+                arn: Some(arn),
+                created: true,
+            }
+        }
+        Action::Adopt(observed) => {
+            adopt(trails, target, &observed).await?;
+            TrailState {
+                arn: Some(observed.trail.arn),
+                created: true,
+            }
+        }
+    };
+    let removals = plan.remove.iter().map(|name| trails.delete(name));
+    futures::future::try_join_all(removals).await.in_step(steps::TRAIL)?;
+    Ok(state)
+}
+
+async fn adopt<T: Trails>(trails: &T, target: &Target, o: &Observed) -> Result<(), ProvisionError> {
+    let t = &o.trail;
+    let bucket = target
+        .trail
+        .bucket
+        .clone()
+        .or_else(|| t.bucket.clone())
+        .unwrap_or_default();
+    let kms_differs = target.trail.kms_key_id.is_some() && target.trail.kms_key_id != t.kms_key_id;
+    if !t.multi_region
+        || !t.global_service_events
+        || !t.log_file_validation
+        || t.bucket.as_ref() != Some(&bucket)
+        || kms_differs
+    {
+        let settings = TrailSettings {
+            name: t.name.clone(),
+            bucket: bucket.clone(),
+            kms_key_id: target.trail.kms_key_id.clone(),
+        };
+        trails
+            .update(&settings)
+            .await
+            .map_err(|source| bucket_error(&bucket, source))?;
+    }
+    let tags = target.resource_tags();
+    if o.tags
+        .as_ref()
+        .is_none_or(|have| tags.iter().any(|(k, v)| have.get(k) != Some(v)))
+    {
+        trails.add_tags(&t.arn, &tags).await.in_step(steps::TRAIL)?;
+    }
+    if o.logging != Some(true) {
+        trails.start_logging(&t.arn).await.in_step(steps::TRAIL)?;
+    }
+    Ok(())
+}
+
+fn bucket_error(bucket: &str, source: AwsError) -> ProvisionError {
+    match source.code.as_deref() {
+        Some(
+            "InsufficientS3BucketPolicyException" | "S3BucketDoesNotExistException" | "InvalidS3BucketNameException",
+        ) => ProvisionError::TrailBucketRejected {
+            bucket: bucket.to_owned(),
+            source,
+        },
+        _ => ProvisionError::Aws {
+            step: steps::TRAIL,
+            source,
+        },
+    }
+}
+
+/// Delete: removes the trail only if this resource created it and it still serves `physical_id`.
+/// A reused trail is never touched; in `Off` mode CloudTrail is not called at all.
+pub(super) async fn delete<T: Trails>(
+    trails: &T,
+    owner: &Owner,
+    physical_id: &str,
+    target: &TrailTarget,
+    region: &str,
+) -> Result<(), AwsError> {
+    if target.mode == TrailMode::Off {
+        return Ok(());
+    }
+    let listed = trails.list().await?;
+    let Some(trail) = listed.iter().find(|t| t.name == target.name && t.home_region == region) else {
+        return Ok(());
+    };
+    let tags = trails.tags(&trail.arn).await?;
+    if owner.owns(&tags) && tags.get(TAG_PHYSICAL_ID).map(String::as_str) == Some(physical_id) {
+        trails.delete(&trail.name).await
+    } else {
+        tracing::info!(trail = %trail.arn, "trail is not this resource's to delete; left in place");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGION: &str = "us-east-1";
+
+    fn owner() -> Owner {
+        Owner {
+            stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/s/g".into(),
+            logical_id: "C".into(),
+        }
+    }
+
+    fn target(mode: TrailMode, bucket: Option<&str>) -> TrailTarget {
+        TrailTarget {
+            mode,
+            name: "cloud-app-security".into(),
+            bucket: bucket.map(Into::into),
+            kms_key_id: None,
+            previous: None,
+        }
+    }
+
+    fn trail(name: &str, region: &str) -> TrailInfo {
+        TrailInfo {
+            name: name.into(),
+            arn: format!("arn:aws:cloudtrail:{region}:123456789012:trail/{name}"),
+            home_region: region.into(),
+            multi_region: true,
+            global_service_events: true,
+            organization: false,
+            log_file_validation: true,
+            bucket: Some("logs".into()),
+            kms_key_id: None,
+        }
+    }
+
+    fn seen(trail: TrailInfo, logging: Option<bool>, ours: bool) -> Observed {
+        let tags = ours.then(|| owner().tags("arn:aws:iam::123456789012:user/cloud-app-security/u", &Tags::new()));
+        Observed { trail, logging, tags }
+    }
+
+    #[test]
+    fn reuse_takes_a_logging_multi_region_trail() {
+        let other = seen(trail("org-audit", REGION), Some(true), false);
+        let p = plan(
+            &target(TrailMode::Reuse, None),
+            &owner(),
+            REGION,
+            std::slice::from_ref(&other),
+        )
+        .unwrap();
+        assert_eq!(p.action, Action::Reuse(other.trail.arn));
+        assert!(p.remove.is_empty());
+    }
+
+    #[test]
+    fn a_shadow_trail_homed_elsewhere_counts() {
+        let shadow = seen(trail("main", "eu-west-1"), Some(true), false);
+        let p = plan(
+            &target(TrailMode::Reuse, None),
+            &owner(),
+            REGION,
+            std::slice::from_ref(&shadow),
+        )
+        .unwrap();
+        assert_eq!(p.action, Action::Reuse(shadow.trail.arn));
+    }
+
+    #[test]
+    fn an_organization_trail_counts_even_when_its_status_is_unreadable() {
+        let mut org = trail("org", "eu-central-1");
+        org.organization = true;
+        let p = plan(
+            &target(TrailMode::Reuse, None),
+            &owner(),
+            REGION,
+            &[seen(org.clone(), None, false)],
+        )
+        .unwrap();
+        assert_eq!(p.action, Action::Reuse(org.arn));
+    }
+
+    #[test]
+    fn an_unreadable_status_of_an_ordinary_trail_does_not_count() {
+        let p = plan(
+            &target(TrailMode::Reuse, Some("b")),
+            &owner(),
+            REGION,
+            &[seen(trail("x", REGION), None, false)],
+        );
+        assert!(matches!(p.unwrap().action, Action::Create(_)));
+    }
+
+    #[test]
+    fn stopped_or_single_region_or_regional_only_trails_do_not_count() {
+        let stopped = seen(trail("stopped", REGION), Some(false), false);
+        let mut single = seen(trail("single", REGION), Some(true), false);
+        single.trail.multi_region = false;
+        let mut no_global = seen(trail("noglobal", REGION), Some(true), false);
+        no_global.trail.global_service_events = false;
+        let p = plan(
+            &target(TrailMode::Reuse, Some("bucket")),
+            &owner(),
+            REGION,
+            &[stopped, single, no_global],
+        )
+        .unwrap();
+        assert_eq!(
+            p.action,
+            Action::Create(TrailSettings {
+                name: "cloud-app-security".into(),
+                bucket: "bucket".into(),
+                kms_key_id: None
+            })
+        );
+    }
+
+    #[test]
+    fn organization_trails_are_preferred() {
+        let plain = seen(trail("a-plain", REGION), Some(true), false);
+        let mut org = seen(trail("z-org", "eu-west-1"), Some(true), false);
+        org.trail.organization = true;
+        let p = plan(&target(TrailMode::Reuse, None), &owner(), REGION, &[plain, org.clone()]).unwrap();
+        assert_eq!(p.action, Action::Reuse(org.trail.arn));
+    }
+
+    #[test]
+    fn a_needed_trail_without_a_bucket_names_the_property() {
+        let err = plan(&target(TrailMode::Reuse, None), &owner(), REGION, &[]).unwrap_err();
+        assert!(err.to_string().starts_with("TrailBucket is required"), "{err}");
+        let err = plan(&target(TrailMode::Create, None), &owner(), REGION, &[]).unwrap_err();
+        assert!(err.to_string().contains("TrailMode Create"), "{err}");
+    }
+
+    #[test]
+    fn create_mode_adopts_ours_and_refuses_a_foreign_trail_of_its_name() {
+        let ours = seen(trail("cloud-app-security", REGION), Some(false), true);
+        let p = plan(
+            &target(TrailMode::Create, None),
+            &owner(),
+            REGION,
+            std::slice::from_ref(&ours),
+        )
+        .unwrap();
+        assert_eq!(p.action, Action::Adopt(ours));
+        let foreign = seen(trail("cloud-app-security", REGION), Some(true), false);
+        let err = plan(&target(TrailMode::Create, Some("b")), &owner(), REGION, &[foreign]).unwrap_err();
+        assert!(
+            matches!(err, ProvisionError::ForeignTrail(ref n) if n == "cloud-app-security"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn create_mode_keeps_its_own_trail_even_when_another_qualifies() {
+        let ours = seen(trail("cloud-app-security", REGION), Some(true), true);
+        let other = seen(trail("org", REGION), Some(true), false);
+        let p = plan(
+            &target(TrailMode::Create, None),
+            &owner(),
+            REGION,
+            &[ours.clone(), other],
+        )
+        .unwrap();
+        assert_eq!(p.action, Action::Adopt(ours));
+    }
+
+    #[test]
+    fn reuse_keeps_ours_when_it_is_the_only_one_and_drops_it_when_another_qualifies() {
+        let ours = seen(trail("cloud-app-security", REGION), Some(true), true);
+        let alone = plan(
+            &target(TrailMode::Reuse, None),
+            &owner(),
+            REGION,
+            std::slice::from_ref(&ours),
+        )
+        .unwrap();
+        assert_eq!(alone.action, Action::Adopt(ours.clone()));
+        assert!(alone.remove.is_empty());
+        let other = seen(trail("org", REGION), Some(true), false);
+        let p = plan(
+            &target(TrailMode::Reuse, None),
+            &owner(),
+            REGION,
+            &[ours.clone(), other.clone()],
+        )
+        .unwrap();
+        assert_eq!(p.action, Action::Reuse(other.trail.arn));
+        assert_eq!(p.remove, vec![ours.trail.name]);
+    }
+
+    #[test]
+    fn off_removes_only_our_trail() {
+        let ours = seen(trail("cloud-app-security", REGION), Some(true), true);
+        let p = plan(
+            &target(TrailMode::Off, None),
+            &owner(),
+            REGION,
+            std::slice::from_ref(&ours),
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            Plan {
+                action: Action::Nothing,
+                remove: vec![ours.trail.name]
+            }
+        );
+        let foreign = seen(trail("cloud-app-security", REGION), Some(true), false);
+        assert_eq!(
+            plan(&target(TrailMode::Off, None), &owner(), REGION, &[foreign]).unwrap(),
+            Plan::nothing()
+        );
+    }
+
+    #[test]
+    fn a_renamed_trail_of_ours_is_removed() {
+        let old = seen(trail("old-name", REGION), Some(true), true);
+        let mut t = target(TrailMode::Create, Some("b"));
+        t.previous = Some((TrailMode::Create, "old-name".into()));
+        let p = plan(&t, &owner(), REGION, std::slice::from_ref(&old)).unwrap();
+        assert!(matches!(p.action, Action::Create(_)));
+        assert_eq!(p.remove, vec![old.trail.name]);
+    }
+}
