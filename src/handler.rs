@@ -17,11 +17,17 @@ use crate::aws::secrets_manager::SecretsManagerAdapter;
 use crate::cfn::responder::{Responder, ResponseError};
 use crate::cfn::response::{Answer, Status};
 use crate::cfn::{Envelope, Request, REQUEST_TYPES};
+use crate::cloud_app_security;
+use crate::cloud_app_security::client::CallbackError;
+use crate::cloud_app_security::endpoint::{AllowedHosts, EndpointError};
 use crate::progress::Progress;
+use crate::provision::CallbackContext;
 use crate::resource;
 
 /// The work stops this long before the Lambda deadline, leaving time to answer.
 pub const GUARD_MARGIN: Duration = Duration::from_secs(5);
+/// The call back stops retrying this long before the guard fires.
+pub const CALLBACK_MARGIN: Duration = Duration::from_secs(1);
 /// The answer must be delivered at least this long before the Lambda deadline.
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 
@@ -30,20 +36,27 @@ pub struct Services {
     pub iam: IamAdapter,
     pub secrets: SecretsManagerAdapter,
     pub trails: CloudTrailAdapter,
+    pub cloud_app_security: cloud_app_security::client::Client,
+    /// Hosts the deployer allowed beyond Microsoft's (`CLOUD_APP_SECURITY_ALLOWED_HOSTS`).
+    pub allowed_hosts: AllowedHosts,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StartupError {
     #[error("no AWS region is configured (AWS_REGION)")]
     NoRegion,
+    #[error("{0}")]
+    AllowedHosts(#[from] EndpointError),
+    #[error("{0}")]
+    HttpClient(#[from] CallbackError),
 }
 
 impl Services {
     pub async fn from_env() -> Result<Services, StartupError> {
-        Services::new(&crate::aws::load_config().await)
+        Services::new(&crate::aws::load_config().await, AllowedHosts::from_env()?)
     }
 
-    pub fn new(config: &aws_config::SdkConfig) -> Result<Services, StartupError> {
+    pub fn new(config: &aws_config::SdkConfig, allowed_hosts: AllowedHosts) -> Result<Services, StartupError> {
         if config.region().is_none() {
             return Err(StartupError::NoRegion);
         }
@@ -51,6 +64,8 @@ impl Services {
             iam: IamAdapter::new(config),
             secrets: SecretsManagerAdapter::new(config),
             trails: CloudTrailAdapter::new(config),
+            cloud_app_security: cloud_app_security::client::Client::new()?,
+            allowed_hosts,
         })
     }
 }
@@ -143,6 +158,12 @@ async fn guarded(services: &Services, event: &Value, envelope: &Envelope, guard_
     let progress = Progress::new("reading the request");
     let work = Box::pin(resource::run(
         (&services.iam, &services.secrets, &services.trails),
+        CallbackContext {
+            client: &services.cloud_app_security,
+            allowed: &services.allowed_hosts,
+            // The call back gives up a moment before the guard, so its own error is the Reason.
+            deadline: guard_at.checked_sub(CALLBACK_MARGIN).unwrap_or(guard_at),
+        },
         &progress,
         envelope,
         request,

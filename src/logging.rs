@@ -2,21 +2,33 @@
 //! of a request carries the request span's `RequestType`, `StackId` and `LogicalResourceId`.
 
 use lambda_runtime::tracing::subscriber::filter::{EnvFilter, LevelFilter};
+use lambda_runtime::tracing::subscriber::fmt::MakeWriter;
 
+/// Logs to stdout at the level the environment asks for.
 pub fn init() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|l| l.parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::INFO);
-    lambda_runtime::tracing::subscriber::fmt()
+    init_with(level, std::io::stdout);
+}
+
+/// Logs to `writer` at `level` (tests capture what the function logs this way). Does nothing if
+/// logging was already set up.
+pub fn init_with<W>(level: LevelFilter, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let _ = lambda_runtime::tracing::subscriber::fmt()
         .json()
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .without_time()
         .with_env_filter(filter(level))
-        .init();
+        .with_writer(writer)
+        .try_init();
 }
 
 /// `level` for this crate; at most DEBUG for every dependency. At TRACE, the runtime logs the

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 
 use crate::cfn::response::Answer;
 use crate::cfn::{Envelope, Parsed, Request};
-use crate::cloud_app_security::{Connector, PORTAL_URL};
+use crate::cloud_app_security::PORTAL_URL;
 use crate::identity::{unnamed_physical_id, Owner, StackArn, UserRef};
 use crate::progress::Progress;
 use crate::properties::Properties;
 use crate::provision::ports::{Iam, SecretStore, Trails};
 use crate::provision::trail::TrailTarget;
-use crate::provision::{DeleteTarget, Provisioned, Provisioner, Target};
+use crate::provision::{Callback, CallbackContext, DeleteTarget, Provisioned, Provisioner, Target};
 
 /// The physical id to answer with if the request fails or runs out of time: the one
 /// CloudFormation sent (Update, Delete), or the user ARN the properties name (Create), so the
@@ -29,6 +29,7 @@ pub fn failure_physical_id(envelope: &Envelope, properties: Option<&Properties>)
 /// Runs one typed request to its answer.
 pub async fn run<I: Iam, S: SecretStore, T: Trails>(
     services: (&I, &S, &T),
+    callback: CallbackContext<'_>,
     progress: &Progress,
     envelope: &Envelope,
     request: Request,
@@ -54,6 +55,7 @@ pub async fn run<I: Iam, S: SecretStore, T: Trails>(
         secrets,
         trails,
         progress,
+        callback,
     };
     match request {
         Request::Create(r) => {
@@ -61,7 +63,11 @@ pub async fn run<I: Iam, S: SecretStore, T: Trails>(
                 Parsed(Ok(p)) => p,
                 Parsed(Err(e)) => return Answer::failed(fallback, e.to_string()),
             };
-            let target = Target::new(owner, stack, &props, None);
+            let mut target = Target::new(owner, stack, &props, None);
+            target.callback = match Callback::from_properties(&props, provisioner.callback.allowed) {
+                Ok(callback) => callback,
+                Err(e) => return Answer::failed(target.physical_id.clone(), format!("CloudAppSecurityUrl: {e}")),
+            };
             match provisioner.converge(&target).await {
                 Ok(done) => Answer::success(target.physical_id.clone(), "created", data(&done)),
                 Err(e) => Answer::failed(target.physical_id.clone(), e.to_string()),
@@ -84,23 +90,28 @@ pub async fn run<I: Iam, S: SecretStore, T: Trails>(
             .await
         }
         Request::Delete(r) => {
-            let (secret, trail) = match r.resource_properties {
-                Parsed(Ok(p)) => (
-                    Some((p.resolve(&stack.account_id).secret_name, p.secret_recovery_window)),
-                    Some((TrailTarget::new(&p, None), stack.region.clone())),
-                ),
+            let target = match r.resource_properties {
+                Parsed(Ok(p)) => DeleteTarget {
+                    secret: Some((p.resolve(&stack.account_id).secret_name, p.secret_recovery_window)),
+                    trail: Some((TrailTarget::new(&p, None), stack.region.clone())),
+                    callback: Callback::from_properties(&p, provisioner.callback.allowed)
+                        .ok()
+                        .flatten(),
+                    owner,
+                    physical_id: r.physical_resource_id.clone(),
+                },
                 Parsed(Err(e)) => {
                     // Never block a stack deletion on properties that no longer validate: the
-                    // user is found from the physical id; the secret and trail cannot be named.
+                    // user is found from the physical id; the rest cannot be named.
                     tracing::warn!(error = %e, "properties do not validate; deleting the user only");
-                    (None, None)
+                    DeleteTarget {
+                        owner,
+                        physical_id: r.physical_resource_id.clone(),
+                        secret: None,
+                        trail: None,
+                        callback: None,
+                    }
                 }
-            };
-            let target = DeleteTarget {
-                owner,
-                physical_id: r.physical_resource_id.clone(),
-                secret,
-                trail,
             };
             match provisioner.delete(&target).await {
                 Ok(()) => Answer::success(r.physical_resource_id, "deleted", BTreeMap::new()),
@@ -120,7 +131,17 @@ async fn update<I: Iam, S: SecretStore, T: Trails>(
     previous: Option<&Properties>,
 ) -> Answer {
     let account = stack.account_id.clone();
-    let target = Target::new(owner, stack, props, previous);
+    let mut target = Target::new(owner, stack, props, previous);
+    let allowed = provisioner.callback.allowed;
+    target.callback = match Callback::from_properties(props, allowed) {
+        Ok(callback) => callback,
+        Err(e) => return Answer::failed(old_physical_id.to_owned(), format!("CloudAppSecurityUrl: {e}")),
+    };
+    // After a URL change the registration at the old URL is removed, once the new one succeeded.
+    let old_callback = previous.and_then(|p| Callback::from_properties(p, allowed).ok().flatten());
+    target.previous_callback = old_callback
+        .filter(|old| target.callback.as_ref().is_none_or(|new| new.url != old.url))
+        .map(|old| (old, old_physical_id.to_owned()));
     // A new UserName is a replacement: a new user under a new physical id, and CloudFormation
     // deletes the old one afterwards. A new UserPath moves the same user.
     let replacement = UserRef::from_physical_id(old_physical_id).is_none_or(|old| old.name != target.user.name);
@@ -135,6 +156,7 @@ async fn update<I: Iam, S: SecretStore, T: Trails>(
                     physical_id: target.physical_id.clone(),
                     secret: None,
                     trail: None,
+                    callback: None,
                 };
                 if let Err(cleanup_error) = provisioner.delete(&cleanup).await {
                     tracing::error!(error = %cleanup_error, "could not remove the new user after a failed replacement");
@@ -161,7 +183,7 @@ async fn update<I: Iam, S: SecretStore, T: Trails>(
 /// `Data` for `Fn::GetAtt`: identifiers only, never key material.
 fn data(done: &Provisioned) -> BTreeMap<String, String> {
     let trail = &done.trail;
-    let connector = Connector::pending_portal();
+    let connector = &done.connector;
     BTreeMap::from([
         ("UserName".to_owned(), done.user_name.clone()),
         ("UserArn".to_owned(), done.user_arn.clone()),
@@ -169,7 +191,7 @@ fn data(done: &Provisioned) -> BTreeMap<String, String> {
         ("SecretArn".to_owned(), done.secret_arn.clone()),
         ("TrailArn".to_owned(), trail.arn.clone().unwrap_or_default()),
         ("TrailCreated".to_owned(), trail.created.to_string()),
-        ("ConnectorId".to_owned(), connector.id.unwrap_or_default()),
+        ("ConnectorId".to_owned(), connector.id.clone().unwrap_or_default()),
         ("ConnectorStatus".to_owned(), connector.status.as_str().to_owned()),
         ("PortalUrl".to_owned(), PORTAL_URL.to_owned()),
     ])

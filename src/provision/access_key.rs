@@ -13,7 +13,7 @@ pub(super) struct Keys {
 
 pub(super) enum Plan {
     /// The stored key stays (reactivated if someone deactivated it).
-    Keep(String),
+    Keep,
     /// A new key is needed: none is stored, the stored one is gone, or `KeyVersion` changed.
     Issue,
 }
@@ -43,7 +43,7 @@ impl Keys {
                         .await
                         .in_step(steps::ACCESS_KEY)?;
                 }
-                Ok(Plan::Keep(id.clone()))
+                Ok(Plan::Keep)
             }
             _ => Ok(Plan::Issue),
         }

@@ -1,6 +1,7 @@
 //! Delete: removes the user (after everything IAM requires gone first) and the secret, each only
 //! when it is ours and still serves the physical id being deleted.
 
+use super::connector::{self, Callback};
 use super::ports::{Iam, SecretStore, Trails};
 use super::trail::TrailTarget;
 use super::{secret, steps, trail, InStep, ProvisionError, Provisioner};
@@ -17,6 +18,8 @@ pub struct DeleteTarget {
     pub secret: Option<(String, RecoveryWindow)>,
     /// The trail settings and the stack's region; `None` when the properties could not be read.
     pub trail: Option<(TrailTarget, String)>,
+    /// Where the connector was registered; `None` in portal mode.
+    pub callback: Option<Callback>,
 }
 
 pub(super) async fn run<I: Iam, S: SecretStore, T: Trails>(
@@ -50,8 +53,14 @@ pub(super) async fn run<I: Iam, S: SecretStore, T: Trails>(
             None => Ok(()),
         }
     };
+    // Best effort: a registration that cannot be removed is logged, and the clean-up goes on.
+    let registration = async {
+        if let Some(callback) = &t.callback {
+            connector::unregister(p.secrets, &p.callback, callback, &t.physical_id).await;
+        }
+    };
     // All run to the end: a failure of one must not leave the others undone.
-    let (user, secret, trail) = futures::join!(user, secret, trail);
+    let (user, secret, trail, ()) = futures::join!(user, secret, trail, registration);
     user.and(secret).and(trail)
 }
 

@@ -3,6 +3,7 @@
 //! the traits in [`ports`].
 
 mod access_key;
+mod connector;
 mod delete;
 mod permissions;
 pub mod ports;
@@ -13,6 +14,8 @@ mod user;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::aws::AwsError;
+use crate::cloud_app_security::client::CallbackError;
+use crate::cloud_app_security::Connector;
 use crate::identity::{Owner, StackArn, UserRef};
 use crate::key_material::StoredKey;
 use crate::progress::Progress;
@@ -20,6 +23,7 @@ use crate::properties::{Connection, Properties, RecoveryWindow, TrailMode};
 use ports::{Iam, SecretStore, Trails};
 use trail::{TrailState, TrailTarget};
 
+pub use connector::{Callback, CallbackContext};
 pub use delete::DeleteTarget;
 
 /// Tag on the secret naming the `KeyVersion` its key was issued for: a changed `KeyVersion`
@@ -42,6 +46,11 @@ pub struct Target {
     /// Extra tags the previous properties set and these no longer do.
     pub removed_tags: Vec<String>,
     pub trail: TrailTarget,
+    pub connector_name: String,
+    /// Where to register the connector; `None` in portal mode.
+    pub callback: Option<Callback>,
+    /// The previous call back, when the URL changed: its registration is removed afterwards.
+    pub previous_callback: Option<(Callback, String)>,
 }
 
 impl Target {
@@ -72,6 +81,9 @@ impl Target {
             tags: properties.tags.clone(),
             removed_tags,
             trail: TrailTarget::new(properties, previous),
+            connector_name: resolved.connector_name,
+            callback: None,
+            previous_callback: None,
             stack,
         }
     }
@@ -90,6 +102,7 @@ pub struct Provisioned {
     pub access_key_id: String,
     pub secret_arn: String,
     pub trail: TrailState,
+    pub connector: Connector,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +134,10 @@ pub enum ProvisionError {
         step = steps::TRAIL
     )]
     TrailBucketRejected { bucket: String, source: AwsError },
+    #[error("CloudAppSecurityCredentials: {0}")]
+    Credentials(String),
+    #[error("{step}: {0}", step = steps::CALLBACK)]
+    Callback(CallbackError),
     #[error("{step}: {source}")]
     Aws {
         step: &'static str,
@@ -152,6 +169,19 @@ pub mod steps {
     pub const DELETE_SECRET: &str = "deleting the secret";
     pub const TRAIL: &str = "ensuring the CloudTrail trail";
     pub const DELETE_TRAIL: &str = "deleting the trail";
+    pub const CREDENTIALS: &str = "reading the Cloud App Security credentials";
+    pub const CALLBACK: &str = "registering the connector with Cloud App Security";
+}
+
+/// What the IAM chain produced, before the call back and the old key's retirement.
+struct Identity {
+    user_arn: String,
+    /// The key in the secret: just issued, or the stored one kept.
+    key: StoredKey,
+    keys: access_key::Keys,
+    secret_arn: String,
+    /// The secret's tags before this request.
+    secret_tags: ports::Tags,
 }
 
 /// The provisioning engine over IAM, Secrets Manager and CloudTrail implementations.
@@ -160,15 +190,16 @@ pub struct Provisioner<'a, I, S, T> {
     pub secrets: &'a S,
     pub trails: &'a T,
     pub progress: &'a Progress,
+    pub callback: CallbackContext<'a>,
 }
 
 impl<I: Iam, S: SecretStore, T: Trails> Provisioner<'_, I, S, T> {
     /// Creates or repairs everything `target` describes. Safe to repeat.
     pub async fn converge(&self, target: &Target) -> Result<Provisioned, ProvisionError> {
         self.progress.set(steps::DISCOVER);
-        // Read-only discovery first, so that a foreign user, secret or trail, or a missing
-        // TrailBucket, fails the request before anything is written.
-        let (user, secret, trail_plan) = futures::try_join!(
+        // Read-only discovery first, so that a foreign user, secret or trail, a missing
+        // TrailBucket or unusable API credentials fail the request before anything is written.
+        let (user, secret, trail_plan, credentials) = futures::try_join!(
             async { self.iam.get_user(&target.user.name).await.in_step(steps::DISCOVER) },
             async {
                 self.secrets
@@ -177,6 +208,7 @@ impl<I: Iam, S: SecretStore, T: Trails> Provisioner<'_, I, S, T> {
                     .in_step(steps::DISCOVER)
             },
             Box::pin(trail::discover(self.trails, target)),
+            connector::credentials(self.secrets, target.callback.as_ref(), self.callback.allowed),
         )?;
         if let Some(user) = &user {
             if !target.owner.owns(&user.tags) {
@@ -184,13 +216,42 @@ impl<I: Iam, S: SecretStore, T: Trails> Provisioner<'_, I, S, T> {
             }
         }
         let secret = secret::Existing::check(target, secret)?;
-        // The trail is independent of the IAM chain: both run at once.
-        let (mut done, trail) = futures::try_join!(
-            self.identity(target, user, secret),
-            trail::apply(self.trails, target, trail_plan)
+        // The trail is independent of the IAM chain: both run at once. Boxed: the SDK's
+        // futures are large, and debug builds copy them on the stack.
+        let (identity, trail) = futures::try_join!(
+            Box::pin(self.identity(target, user, secret)),
+            Box::pin(trail::apply(self.trails, target, trail_plan)),
         )?;
-        done.trail = trail;
-        Ok(done)
+
+        // The call back carries the stored key and the trail: it comes after both, and before
+        // the old key is deleted, so the connector never holds a dead key.
+        self.progress.set(steps::CALLBACK);
+        let registration = connector::Registration {
+            target,
+            key: &identity.key,
+            trail_arn: trail.arn.as_deref().unwrap_or_default(),
+            secret_arn: &identity.secret_arn,
+            secret_tags: &identity.secret_tags,
+        };
+        let connector = connector::register(self.secrets, &self.callback, credentials.as_ref(), registration).await?;
+
+        self.progress.set(steps::ACCESS_KEY);
+        identity
+            .keys
+            .retire_others(self.iam, target, &identity.key.access_key_id)
+            .await?;
+
+        if let Some((previous, previous_physical_id)) = &target.previous_callback {
+            connector::unregister(self.secrets, &self.callback, previous, previous_physical_id).await;
+        }
+        Ok(Provisioned {
+            user_name: target.user.name.clone(),
+            user_arn: identity.user_arn,
+            access_key_id: identity.key.access_key_id.clone(),
+            secret_arn: identity.secret_arn,
+            trail,
+            connector,
+        })
     }
 
     /// User → permissions → access key → secret.
@@ -199,7 +260,7 @@ impl<I: Iam, S: SecretStore, T: Trails> Provisioner<'_, I, S, T> {
         target: &Target,
         user: Option<ports::User>,
         secret: secret::Existing,
-    ) -> Result<Provisioned, ProvisionError> {
+    ) -> Result<Identity, ProvisionError> {
         self.progress.set(steps::USER);
         let user = user::converge(self.iam, target, user).await?;
 
@@ -211,30 +272,23 @@ impl<I: Iam, S: SecretStore, T: Trails> Provisioner<'_, I, S, T> {
         let stored = secret.stored_key(self.secrets).await?;
         let mut keys = access_key::inspect(self.iam, target, stored.as_ref()).await?;
         let rotate = !secret.key_version_matches(target);
-        let (key_id, new_key) = match keys.plan(self.iam, target, rotate).await? {
-            access_key::Plan::Keep(id) => (id, None),
-            access_key::Plan::Issue => {
-                let issued = keys.issue(self.iam, target).await?;
-                (
-                    issued.access_key_id.clone(),
-                    Some(StoredKey::new(issued, &target.user.name)),
-                )
+        let (key, new_key) = match (keys.plan(self.iam, target, rotate).await?, stored) {
+            (access_key::Plan::Keep, Some(stored)) => (stored, None),
+            _ => {
+                let issued = StoredKey::new(keys.issue(self.iam, target).await?, &target.user.name);
+                (issued.clone(), Some(issued))
             }
         };
 
         self.progress.set(steps::SECRET);
+        let secret_tags = secret.tags();
         let secret_arn = secret.store(self.secrets, target, new_key).await?;
-
-        // Only now that the new key is stored may the old one go.
-        self.progress.set(steps::ACCESS_KEY);
-        keys.retire_others(self.iam, target, &key_id).await?;
-
-        Ok(Provisioned {
-            user_name: target.user.name.clone(),
+        Ok(Identity {
             user_arn: user.arn,
-            access_key_id: key_id,
+            key,
+            keys,
             secret_arn,
-            trail: TrailState::default(),
+            secret_tags,
         })
     }
 

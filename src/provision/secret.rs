@@ -41,6 +41,11 @@ impl Existing {
         Ok(text.as_ref().and_then(StoredKey::from_secret_text))
     }
 
+    /// The secret's tags as discovery found them (none if it did not exist).
+    pub(super) fn tags(&self) -> super::ports::Tags {
+        self.info.as_ref().map(|i| i.tags.clone()).unwrap_or_default()
+    }
+
     /// Whether the stored key was issued for the requested `KeyVersion`.
     pub(super) fn key_version_matches(&self, target: &Target) -> bool {
         self.info.as_ref().and_then(|i| i.tags.get(TAG_KEY_VERSION)) == Some(&target.key_version)

@@ -33,6 +33,8 @@ struct World {
     secrets: FakeSecrets,
     trails: FakeTrails,
     progress: Progress,
+    client: crate::cloud_app_security::client::Client,
+    allowed: crate::cloud_app_security::endpoint::AllowedHosts,
 }
 
 impl World {
@@ -42,6 +44,8 @@ impl World {
             secrets: FakeSecrets::default(),
             trails: FakeTrails::default(),
             progress: Progress::new("test"),
+            client: crate::cloud_app_security::client::Client::new().unwrap(),
+            allowed: Default::default(),
         }
     }
     fn provisioner(&self) -> Provisioner<'_, FakeIam, FakeSecrets, FakeTrails> {
@@ -50,6 +54,12 @@ impl World {
             secrets: &self.secrets,
             trails: &self.trails,
             progress: &self.progress,
+            // Portal mode in these tests: the client is never called.
+            callback: CallbackContext {
+                client: &self.client,
+                allowed: &self.allowed,
+                deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(30),
+            },
         }
     }
     fn writes(&self) -> usize {
@@ -262,6 +272,7 @@ async fn a_leftover_secret_pending_deletion_is_restored_and_reused() {
             physical_id: old.physical_id.clone(),
             secret: Some((SECRET.into(), RecoveryWindow::Days(7))),
             trail: None,
+            callback: None,
         })
         .await
         .unwrap();
@@ -301,6 +312,7 @@ async fn delete_clears_what_iam_requires_before_deleting_the_user() {
         physical_id: t.physical_id.clone(),
         secret: Some((SECRET.into(), RecoveryWindow::Immediate)),
         trail: None,
+        callback: None,
     };
     w.provisioner().delete(&d).await.unwrap();
     assert!(w.iam.user(USER).is_none());
@@ -324,6 +336,7 @@ async fn delete_leaves_what_is_not_its_own() {
         physical_id: t.physical_id.clone(),
         secret: Some((SECRET.into(), RecoveryWindow::Immediate)),
         trail: None,
+        callback: None,
     };
     w.provisioner().delete(&d).await.unwrap();
     assert!(w.iam.user(USER).is_some());
@@ -336,6 +349,7 @@ async fn delete_leaves_what_is_not_its_own() {
         physical_id: t.physical_id.clone(),
         secret: Some((SECRET.into(), RecoveryWindow::Immediate)),
         trail: None,
+        callback: None,
     };
     w.provisioner().delete(&d).await.unwrap();
     assert_eq!(w.iam.user(USER).unwrap().path, "/cloud-app-security/moved/");
@@ -432,6 +446,7 @@ async fn delete_removes_only_a_trail_it_created() {
         physical_id: physical_id.to_owned(),
         secret: None,
         trail: Some((trail_target.clone(), "us-east-1".to_owned())),
+        callback: None,
     };
     w.provisioner()
         .delete(&delete("arn:aws:iam::123456789012:user/cloud-app-security/other"))

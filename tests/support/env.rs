@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_iam::config::{Credentials, Region};
 use cloud_app_security_connector::aws::iam::IamAdapter;
 use cloud_app_security_connector::cfn::responder::Responder;
+use cloud_app_security_connector::cloud_app_security::endpoint::AllowedHosts;
 use cloud_app_security_connector::handler::{Handler, Services};
 use serde_json::{json, Value};
 
@@ -75,7 +76,7 @@ impl Env {
         Env {
             handler: Handler {
                 responder: Responder::new().unwrap(),
-                services: Services::new(&config),
+                services: Services::new(&config, AllowedHosts::default()),
             },
             recorder: Recorder::start(),
             iam: aws_sdk_iam::Client::new(&config),

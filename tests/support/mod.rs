@@ -125,7 +125,38 @@ impl Recorded {
     }
 }
 
-/// A plain HTTP/1.1 server on loopback that records every request and answers 200.
+/// What the stand-in answers to one request.
+pub enum Reply {
+    Status {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Keep the connection open and never answer.
+    Hang,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: &str) -> Reply {
+        Reply::Status {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.into(),
+        }
+    }
+    pub fn empty(status: u16) -> Reply {
+        Reply::Status {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+}
+
+type Responder = dyn Fn(&Recorded, usize) -> Reply + Send + Sync;
+
+/// A plain HTTP/1.1 server on loopback that records every request and answers as told
+/// (200 with no body unless told otherwise).
 pub struct Recorder {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
@@ -133,14 +164,20 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn start() -> Recorder {
+        Recorder::with(|_, _| Reply::empty(200))
+    }
+
+    /// `reply` gets each request and how many came before it.
+    pub fn with(reply: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
         let addr = listener.local_addr().expect("recorder addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let sink = requests.clone();
+        let reply: Arc<Responder> = Arc::new(reply);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let sink = sink.clone();
-                std::thread::spawn(move || serve(stream, &sink));
+                let (sink, reply) = (sink.clone(), reply.clone());
+                std::thread::spawn(move || serve(stream, &sink, &*reply));
             }
         });
         Recorder { addr, requests }
@@ -167,7 +204,7 @@ impl Recorder {
     }
 }
 
-fn serve(mut stream: TcpStream, sink: &Mutex<Vec<Recorded>>) {
+fn serve(mut stream: TcpStream, sink: &Mutex<Vec<Recorded>>, reply: &Responder) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -201,14 +238,34 @@ fn serve(mut stream: TcpStream, sink: &Mutex<Vec<Recorded>>) {
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    sink.lock().expect("recorder lock").push(Recorded {
+    let recorded = Recorded {
         method,
         path,
         headers,
         body,
         at: Instant::now(),
-    });
-    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    };
+    let answer = {
+        let mut all = sink.lock().expect("recorder lock");
+        let answer = reply(&recorded, all.len());
+        all.push(recorded);
+        answer
+    };
+    match answer {
+        Reply::Hang => std::thread::sleep(Duration::from_secs(600)),
+        Reply::Status { status, headers, body } => {
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+        }
+    }
 }
 
 /// An `events/<name>.json` fixture.
