@@ -55,6 +55,35 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
+class CloudAppSecurity(BaseHTTPRequestHandler):
+    """Stands in for the Cloud App Security tenant: accepts the connector's upsert and removal."""
+
+    received = []
+
+    def _record(self):
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length)) if length else None
+        scheme = (self.headers.get("Authorization") or "").split(" ")[0]
+        CloudAppSecurity.received.append({"method": self.command, "path": self.path, "auth": scheme, "body": body})
+
+    def do_PUT(self):
+        self._record()
+        reply = json.dumps({"id": "local-connector-1", "status": "connected"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def do_DELETE(self):
+        self._record()
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 def rie_binary():
     arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
     found = glob.glob(os.path.join(REPO, ".venv/lib/python*/site-packages/samcli/local/rapid/aws-lambda-rie-" + arch))
@@ -119,6 +148,11 @@ def main():
         response_url = f"http://127.0.0.1:{recorder.server_address[1]}/cloudformation-response"
         print(f"==> CloudFormation response recorder on {response_url}")
 
+        tenant = ThreadingHTTPServer(("127.0.0.1", 0), CloudAppSecurity)
+        threading.Thread(target=tenant.serve_forever, daemon=True).start()
+        tenant_url = f"http://127.0.0.1:{tenant.server_address[1]}"
+        print(f"==> Cloud App Security stand-in on {tenant_url}")
+
         invoke_port, runtime_port = free_port(), free_port()
         # The emulator kills every process it can see when it resets a runtime: give it a PID
         # namespace of its own.
@@ -156,11 +190,19 @@ def main():
             connector = props.get("ConnectorName") or "aws-123456789012"
             user_name = props.get("UserName") or f"CloudAppSecurity-{connector}"[:64]
             secret_name = props.get("SecretName") or f"cloud-app-security/{connector}"
+            for p in (event["ResourceProperties"], event.get("OldResourceProperties") or {}):
+                if p.get("CloudAppSecurityUrl"):
+                    p["CloudAppSecurityUrl"] = tenant_url
+            credentials = props.get("CloudAppSecurityCredentials")
+            if credentials and name == names[0]:
+                # Stands in for the API-token secret the template creates from a NoEcho parameter.
+                sm.create_secret(Name=credentials, SecretString=json.dumps({"token": "local-api-token"}))
             if props.get("TrailBucket"):
                 # Stands in for the trail bucket the template creates.
                 s3.create_bucket(Bucket=props["TrailBucket"])
             print(f"\n--> {event['RequestType']} (events/{name}.json)")
             before = len(Recorder.received)
+            tenant_before = len(CloudAppSecurity.received)
             request = urllib.request.Request(
                 f"http://127.0.0.1:{invoke_port}/2015-03-31/functions/function/invocations",
                 data=json.dumps(event).encode(), method="POST")
@@ -175,6 +217,11 @@ def main():
             print(f"   physical id {answer['PhysicalResourceId']}")
             for key, value in sorted(answer.get("Data", {}).items()):
                 print(f"   Data.{key:<15} {value}")
+            for call in CloudAppSecurity.received[tenant_before:]:
+                body = call["body"]
+                shown = "" if body is None else " " + json.dumps(
+                    {k: ("<redacted>" if k == "secretAccessKey" else v) for k, v in body.items()})
+                print(f"   tenant got  {call['method']} {call['path']} ({call['auth']} auth){shown}")
             show_state(iam, sm, ct, user_name, secret_name)
         print("\n==> done")
     finally:

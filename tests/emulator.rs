@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_secretsmanager::config::{Credentials, Region};
 use serde_json::{json, Value};
 use support::emulator::Emulator;
-use support::{event, moto, stack_id, unique, Recorder};
+use support::{event, moto, stack_id, unique, Recorder, Reply};
 
 const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_bootstrap");
 /// Stands in for a presigned URL's signature: it must never appear in a log line.
@@ -31,7 +31,9 @@ fn start(env: &[(&'static str, String)]) -> Emulator {
     Emulator::start(BOOTSTRAP, &env)
 }
 
-/// `events/<name>.json` pointed at this test's stack, connector and recorder.
+/// `events/<name>.json` pointed at this test's stack, connector and recorder. The call back
+/// goes to a stand-in that records nothing useful here (portal mode would do as well; the
+/// call back's own tests are in tests/callback.rs): it only must not be a real tenant.
 fn fixture(name: &str, recorder: &Recorder, stack: &str, connector: &str) -> Value {
     let mut e = event(name);
     e["ResponseURL"] = json!(recorder.url(&format!("/cfn/{}?{SIGNATURE}", unique("r"))));
@@ -39,6 +41,7 @@ fn fixture(name: &str, recorder: &Recorder, stack: &str, connector: &str) -> Val
     for props in ["ResourceProperties", "OldResourceProperties"] {
         if e.get(props).is_some() {
             e[props]["ConnectorName"] = json!(connector);
+            e[props]["CloudAppSecurityUrl"] = json!(cloud_app_security().url(""));
         }
     }
     if let Some(id) = e.get("PhysicalResourceId") {
@@ -51,14 +54,49 @@ fn fixture(name: &str, recorder: &Recorder, stack: &str, connector: &str) -> Val
     e
 }
 
-async fn secret_access_key(endpoint: &str, secret: &str) -> String {
+/// The Cloud App Security stand-in, shared by this binary's tests.
+fn cloud_app_security() -> &'static Recorder {
+    static CAS: std::sync::OnceLock<Recorder> = std::sync::OnceLock::new();
+    CAS.get_or_init(|| Recorder::with(|_, _| Reply::json(200, r#"{"id": "conn-e2e", "status": "connected"}"#)))
+}
+
+async fn secrets_manager(endpoint: &str) -> aws_sdk_secretsmanager::Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .load()
         .await;
-    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    aws_sdk_secretsmanager::Client::new(&config)
+}
+
+/// The events' API credentials secret, holding `token`.
+async fn api_credentials(endpoint: &str, token: &str) {
+    let name = event("create")["ResourceProperties"]["CloudAppSecurityCredentials"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sm = secrets_manager(endpoint).await;
+    let value = json!({"token": token}).to_string();
+    if sm
+        .create_secret()
+        .name(&name)
+        .secret_string(&value)
+        .send()
+        .await
+        .is_err()
+    {
+        sm.put_secret_value()
+            .secret_id(&name)
+            .secret_string(&value)
+            .send()
+            .await
+            .expect("credentials secret");
+    }
+}
+
+async fn secret_access_key(endpoint: &str, secret: &str) -> String {
+    let sm = secrets_manager(endpoint).await;
     let value = sm
         .get_secret_value()
         .secret_id(secret)
@@ -85,6 +123,8 @@ async fn create_update_delete_answer_success_and_log_no_secrets() {
         .send()
         .await
         .expect("create the trail bucket");
+    let token = unique("api-token-");
+    api_credentials(endpoint, &token).await;
     let secret = format!("cloud-app-security/{connector}");
     let mut keys = Vec::new();
 
@@ -114,7 +154,8 @@ async fn create_update_delete_answer_success_and_log_no_secrets() {
         );
         if kind != "delete" {
             assert_eq!(body["Data"]["UserName"], user);
-            assert_eq!(body["Data"]["ConnectorStatus"], "PendingPortal");
+            assert_eq!(body["Data"]["ConnectorStatus"], "Registered");
+            assert_eq!(body["Data"]["ConnectorId"], "conn-e2e");
             assert_eq!(
                 body["Data"]["TrailArn"],
                 "arn:aws:cloudtrail:us-east-1:123456789012:trail/cloud-app-security"
@@ -134,6 +175,7 @@ async fn create_update_delete_answer_success_and_log_no_secrets() {
         !output.contains("deadbeefcafe"),
         "the presigned URL's signature reached the logs"
     );
+    assert!(!output.contains(&token), "the API token reached the logs");
     // Every log line of a request carries the request's identity.
     let ours: Vec<Value> = output
         .lines()
