@@ -15,8 +15,10 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cfn-lint"
-.venv/bin/cfn-lint template.yaml
+.venv/bin/cfn-lint template.yaml deploy/stackset.yaml deploy/artifact-bucket.yaml
 echo "==> sam validate --lint"
 .venv/bin/sam validate --lint --template-file template.yaml --region us-east-1
+echo "==> deployment tests (templates, rollout against moto)"
+.venv/bin/python -m pytest tests/python -q
 echo "==> cargo test"
 cargo test --all-targets --locked
