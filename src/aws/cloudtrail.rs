@@ -1,10 +1,9 @@
 //! CloudTrail adapter: implements [`Trails`] with the AWS SDK.
 
-use aws_sdk_cloudtrail::error::SdkError;
 use aws_sdk_cloudtrail::types::Tag;
 use aws_sdk_cloudtrail::Client;
 
-use super::{call_error, AwsError};
+use super::{call_error, none_if, AwsError};
 use crate::provision::ports::{Tags, TrailInfo, TrailSettings, Trails};
 
 #[derive(Clone)]
@@ -18,10 +17,6 @@ impl CloudTrailAdapter {
             client: Client::new(config),
         }
     }
-}
-
-fn absent<E>(err: &SdkError<E>, is_not_found: impl Fn(&E) -> bool) -> bool {
-    err.as_service_error().is_some_and(is_not_found)
 }
 
 fn trail_tags(tags: &Tags) -> Vec<Tag> {
@@ -141,10 +136,7 @@ impl Trails for CloudTrailAdapter {
     }
 
     async fn delete(&self, name: &str) -> Result<(), AwsError> {
-        match self.client.delete_trail().name(name).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if absent(&e, |e| e.is_trail_not_found_exception()) => Ok(()),
-            Err(e) => Err(call_error("cloudtrail:DeleteTrail", &e)),
-        }
+        let result = self.client.delete_trail().name(name).send().await;
+        none_if("cloudtrail:DeleteTrail", result, |e| e.is_trail_not_found_exception()).map(drop)
     }
 }

@@ -1,10 +1,9 @@
 //! IAM adapter: implements [`Iam`] with the AWS SDK.
 
-use aws_sdk_iam::error::SdkError;
 use aws_sdk_iam::types::{StatusType, Tag};
 use aws_sdk_iam::Client;
 
-use super::{call_error, AwsError};
+use super::{call_error, none_if, AwsError};
 use crate::key_material::{NewAccessKey, SecretAccessKey};
 use crate::provision::ports::{AccessKeyInfo, Created, Iam, Tags, User};
 
@@ -19,11 +18,6 @@ impl IamAdapter {
             client: Client::new(config),
         }
     }
-}
-
-/// "No such entity" on a read or delete is an answer, not a failure.
-fn absent<E>(err: &SdkError<E>, is_no_such_entity: impl Fn(&E) -> bool) -> bool {
-    err.as_service_error().is_some_and(is_no_such_entity)
 }
 
 fn to_user(user: &aws_sdk_iam::types::User) -> User {
@@ -76,11 +70,11 @@ fn percent_decode(text: &str) -> String {
 
 impl Iam for IamAdapter {
     async fn get_user(&self, name: &str) -> Result<Option<User>, AwsError> {
-        match self.client.get_user().user_name(name).send().await {
-            Ok(out) => Ok(out.user().map(to_user)),
-            Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(None),
-            Err(e) => Err(call_error("iam:GetUser", &e)),
-        }
+        let result = self.client.get_user().user_name(name).send().await;
+        Ok(
+            none_if("iam:GetUser", result, |e| e.is_no_such_entity_exception())?
+                .and_then(|out| out.user().map(to_user)),
+        )
     }
 
     async fn create_user(
@@ -97,14 +91,15 @@ impl Iam for IamAdapter {
             .path(path)
             .set_permissions_boundary(boundary.map(str::to_owned))
             .set_tags(Some(iam_tags(tags)));
-        match request.send().await {
-            Ok(out) => match out.user() {
-                Some(user) => Ok(Created::New(to_user(user))),
-                None => Err(AwsError::new("iam:CreateUser", None, "IAM returned no user")),
-            },
-            Err(e) if absent(&e, |e| e.is_entity_already_exists_exception()) => Ok(Created::AlreadyExists),
-            Err(e) => Err(call_error("iam:CreateUser", &e)),
-        }
+        let result = request.send().await;
+        let Some(out) = none_if("iam:CreateUser", result, |e| e.is_entity_already_exists_exception())? else {
+            // A duplicate delivery of the same request created it a moment ago.
+            return Ok(Created::AlreadyExists);
+        };
+        let user = out
+            .user()
+            .ok_or_else(|| AwsError::new("iam:CreateUser", None, "IAM returned no user"))?;
+        Ok(Created::New(to_user(user)))
     }
 
     async fn move_user(&self, name: &str, new_path: &str) -> Result<(), AwsError> {
@@ -164,18 +159,17 @@ impl Iam for IamAdapter {
     }
 
     async fn get_inline_policy(&self, name: &str, policy: &str) -> Result<Option<String>, AwsError> {
-        match self
+        let result = self
             .client
             .get_user_policy()
             .user_name(name)
             .policy_name(policy)
             .send()
-            .await
-        {
-            Ok(out) => Ok(Some(percent_decode(out.policy_document()))),
-            Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(None),
-            Err(e) => Err(call_error("iam:GetUserPolicy", &e)),
-        }
+            .await;
+        Ok(
+            none_if("iam:GetUserPolicy", result, |e| e.is_no_such_entity_exception())?
+                .map(|out| percent_decode(out.policy_document())),
+        )
     }
 
     async fn put_inline_policy(&self, name: &str, policy: &str, document: &str) -> Result<(), AwsError> {
@@ -191,18 +185,14 @@ impl Iam for IamAdapter {
     }
 
     async fn delete_inline_policy(&self, name: &str, policy: &str) -> Result<(), AwsError> {
-        match self
+        let result = self
             .client
             .delete_user_policy()
             .user_name(name)
             .policy_name(policy)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(()),
-            Err(e) => Err(call_error("iam:DeleteUserPolicy", &e)),
-        }
+            .await;
+        none_if("iam:DeleteUserPolicy", result, |e| e.is_no_such_entity_exception()).map(drop)
     }
 
     async fn list_attached_policies(&self, name: &str) -> Result<Vec<String>, AwsError> {
@@ -234,18 +224,14 @@ impl Iam for IamAdapter {
     }
 
     async fn detach_policy(&self, name: &str, policy_arn: &str) -> Result<(), AwsError> {
-        match self
+        let result = self
             .client
             .detach_user_policy()
             .user_name(name)
             .policy_arn(policy_arn)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(()),
-            Err(e) => Err(call_error("iam:DetachUserPolicy", &e)),
-        }
+            .await;
+        none_if("iam:DetachUserPolicy", result, |e| e.is_no_such_entity_exception()).map(drop)
     }
 
     async fn list_access_keys(&self, name: &str) -> Result<Vec<AccessKeyInfo>, AwsError> {
@@ -300,18 +286,14 @@ impl Iam for IamAdapter {
     }
 
     async fn delete_access_key(&self, name: &str, key_id: &str) -> Result<(), AwsError> {
-        match self
+        let result = self
             .client
             .delete_access_key()
             .user_name(name)
             .access_key_id(key_id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(()),
-            Err(e) => Err(call_error("iam:DeleteAccessKey", &e)),
-        }
+            .await;
+        none_if("iam:DeleteAccessKey", result, |e| e.is_no_such_entity_exception()).map(drop)
     }
 
     async fn list_groups(&self, name: &str) -> Result<Vec<String>, AwsError> {
@@ -329,34 +311,24 @@ impl Iam for IamAdapter {
     }
 
     async fn remove_from_group(&self, name: &str, group: &str) -> Result<(), AwsError> {
-        match self
+        let result = self
             .client
             .remove_user_from_group()
             .user_name(name)
             .group_name(group)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(()),
-            Err(e) => Err(call_error("iam:RemoveUserFromGroup", &e)),
-        }
+            .await;
+        none_if("iam:RemoveUserFromGroup", result, |e| e.is_no_such_entity_exception()).map(drop)
     }
 
     async fn delete_login_profile(&self, name: &str) -> Result<(), AwsError> {
-        match self.client.delete_login_profile().user_name(name).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(()),
-            Err(e) => Err(call_error("iam:DeleteLoginProfile", &e)),
-        }
+        let result = self.client.delete_login_profile().user_name(name).send().await;
+        none_if("iam:DeleteLoginProfile", result, |e| e.is_no_such_entity_exception()).map(drop)
     }
 
     async fn delete_user(&self, name: &str) -> Result<(), AwsError> {
-        match self.client.delete_user().user_name(name).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if absent(&e, |e| e.is_no_such_entity_exception()) => Ok(()),
-            Err(e) => Err(call_error("iam:DeleteUser", &e)),
-        }
+        let result = self.client.delete_user().user_name(name).send().await;
+        none_if("iam:DeleteUser", result, |e| e.is_no_such_entity_exception()).map(drop)
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -44,5 +45,23 @@ where
     match err.code() {
         Some(code) => AwsError::new(operation, Some(code), err.message().unwrap_or_default()),
         None => AwsError::new(operation, None, DisplayErrorContext(err).to_string()),
+    }
+}
+
+/// `Ok(None)` when the call failed with the service error `expected` recognises (a "no such
+/// entity" on a read or delete, an "already exists" on a create): an answer, not a failure.
+fn none_if<T, E, R>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, R>>,
+    expected: impl Fn(&E) -> bool,
+) -> Result<Option<T>, AwsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.as_service_error().is_some_and(expected) => Ok(None),
+        Err(e) => Err(call_error(operation, &e)),
     }
 }

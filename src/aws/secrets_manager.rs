@@ -1,10 +1,9 @@
 //! Secrets Manager adapter: implements [`SecretStore`] with the AWS SDK.
 
-use aws_sdk_secretsmanager::error::SdkError;
 use aws_sdk_secretsmanager::types::Tag;
 use aws_sdk_secretsmanager::Client;
 
-use super::{call_error, AwsError};
+use super::{call_error, none_if, AwsError};
 use crate::key_material::SecretText;
 use crate::properties::RecoveryWindow;
 use crate::provision::ports::{Created, SecretInfo, SecretStore, Tags};
@@ -26,10 +25,6 @@ impl SecretsManagerAdapter {
     }
 }
 
-fn absent<E>(err: &SdkError<E>, is_not_found: impl Fn(&E) -> bool) -> bool {
-    err.as_service_error().is_some_and(is_not_found)
-}
-
 fn sm_tags(tags: &Tags) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -38,20 +33,20 @@ fn sm_tags(tags: &Tags) -> Vec<Tag> {
 
 impl SecretStore for SecretsManagerAdapter {
     async fn describe(&self, name: &str) -> Result<Option<SecretInfo>, AwsError> {
-        match self.client.describe_secret().secret_id(name).send().await {
-            Ok(out) => Ok(Some(SecretInfo {
-                arn: out.arn().unwrap_or_default().to_owned(),
-                tags: out
-                    .tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
-                    .collect(),
-                pending_deletion: out.deleted_date().is_some(),
-                kms_key_id: out.kms_key_id().map(str::to_owned),
-            })),
-            Err(e) if absent(&e, |e| e.is_resource_not_found_exception()) => Ok(None),
-            Err(e) => Err(call_error("secretsmanager:DescribeSecret", &e)),
-        }
+        let result = self.client.describe_secret().secret_id(name).send().await;
+        let found = none_if("secretsmanager:DescribeSecret", result, |e| {
+            e.is_resource_not_found_exception()
+        })?;
+        Ok(found.map(|out| SecretInfo {
+            arn: out.arn().unwrap_or_default().to_owned(),
+            tags: out
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+                .collect(),
+            pending_deletion: out.deleted_date().is_some(),
+            kms_key_id: out.kms_key_id().map(str::to_owned),
+        }))
     }
 
     async fn create(
@@ -69,11 +64,16 @@ impl SecretStore for SecretsManagerAdapter {
             .secret_string(value.expose())
             .set_kms_key_id(kms_key_id.map(str::to_owned))
             .set_tags(Some(sm_tags(tags)));
-        match request.send().await {
-            Ok(out) => Ok(Created::New(out.arn().unwrap_or_default().to_owned())),
-            Err(e) if absent(&e, |e| e.is_resource_exists_exception()) => Ok(Created::AlreadyExists),
-            Err(e) => Err(call_error("secretsmanager:CreateSecret", &e)),
-        }
+        let result = request.send().await;
+        Ok(
+            match none_if("secretsmanager:CreateSecret", result, |e| {
+                e.is_resource_exists_exception()
+            })? {
+                Some(out) => Created::New(out.arn().unwrap_or_default().to_owned()),
+                // A duplicate delivery of the same request created it a moment ago.
+                None => Created::AlreadyExists,
+            },
+        )
     }
 
     async fn restore(&self, arn: &str) -> Result<(), AwsError> {
@@ -87,11 +87,11 @@ impl SecretStore for SecretsManagerAdapter {
     }
 
     async fn get_value(&self, arn: &str) -> Result<Option<SecretText>, AwsError> {
-        match self.client.get_secret_value().secret_id(arn).send().await {
-            Ok(out) => Ok(out.secret_string().map(|s| SecretText::new(s.to_owned()))),
-            Err(e) if absent(&e, |e| e.is_resource_not_found_exception()) => Ok(None),
-            Err(e) => Err(call_error("secretsmanager:GetSecretValue", &e)),
-        }
+        let result = self.client.get_secret_value().secret_id(arn).send().await;
+        Ok(none_if("secretsmanager:GetSecretValue", result, |e| {
+            e.is_resource_not_found_exception()
+        })?
+        .and_then(|out| out.secret_string().map(|s| SecretText::new(s.to_owned()))))
     }
 
     async fn put_value(&self, arn: &str, value: &SecretText) -> Result<(), AwsError> {
@@ -152,10 +152,10 @@ impl SecretStore for SecretsManagerAdapter {
                 .secret_id(arn)
                 .recovery_window_in_days(days.into()),
         };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if absent(&e, |e| e.is_resource_not_found_exception()) => Ok(()),
-            Err(e) => Err(call_error("secretsmanager:DeleteSecret", &e)),
-        }
+        let result = request.send().await;
+        none_if("secretsmanager:DeleteSecret", result, |e| {
+            e.is_resource_not_found_exception()
+        })
+        .map(drop)
     }
 }
