@@ -434,3 +434,40 @@ async fn an_organization_rollout_gets_every_account_through_the_rate_limit() {
     );
     assert!(requests <= bound, "{requests} requests exceed the bound {bound}");
 }
+
+#[tokio::test]
+async fn a_replacement_registers_anew_and_the_old_delete_removes_only_the_old_registration() {
+    logs();
+    let env = Env::new().await;
+    let cas = Recorder::with(|r, _| {
+        if r.method == "PUT" {
+            Reply::json(200, REGISTERED)
+        } else {
+            Reply::empty(204)
+        }
+    });
+    let old = env.callback_props(&cas, json!({"token": "t-replace"}), json!({})).await;
+    assert_success(&env.create(old.clone()).await);
+    let new_name = format!("{}-b", env.user_name());
+    let mut new = old.clone();
+    new["UserName"] = json!(new_name);
+    let r = env.update(&env.physical_id(), old.clone(), new).await;
+    assert_success(&r);
+    // CloudFormation deletes the old resource only after the replacement succeeded.
+    assert_success(&env.delete(&env.physical_id(), old).await);
+
+    let got = cas.requests();
+    let new_path = format!(
+        "/api/v1/app_connectors/aws/{}/",
+        sha256_hex(r["PhysicalResourceId"].as_str().unwrap())
+    );
+    let calls: Vec<(&str, &str)> = got.iter().map(|r| (r.method.as_str(), r.path.as_str())).collect();
+    assert_eq!(
+        calls,
+        [
+            ("PUT", env.connector_path().as_str()),
+            ("PUT", new_path.as_str()),
+            ("DELETE", env.connector_path().as_str())
+        ]
+    );
+}
