@@ -16,7 +16,7 @@ use crate::aws::iam::IamAdapter;
 use crate::aws::secrets_manager::SecretsManagerAdapter;
 use crate::cfn::responder::{Responder, ResponseError};
 use crate::cfn::response::{Answer, Status};
-use crate::cfn::{Envelope, Request, REQUEST_TYPES};
+use crate::cfn::{properties_of, Envelope, Request, REQUEST_TYPES};
 use crate::cloud_app_security;
 use crate::cloud_app_security::client::CallbackError;
 use crate::cloud_app_security::endpoint::{AllowedHosts, EndpointError};
@@ -198,15 +198,6 @@ pub async fn guard<F: Future<Output = Answer>>(
                 ),
             )
         }
-    }
-}
-
-fn properties_of(request: &Request) -> Option<&crate::properties::Properties> {
-    match request {
-        Request::Create(r) => r.resource_properties.0.as_ref().ok(),
-        Request::Update(r) => r.resource_properties.0.as_ref().ok(),
-        Request::Delete(r) => r.resource_properties.0.as_ref().ok(),
-        _ => None,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::cfn::response::Answer;
-use crate::cfn::{Envelope, Parsed, Request};
+use crate::cfn::{properties_of, Envelope, Parsed, Request};
 use crate::cloud_app_security::PORTAL_URL;
 use crate::identity::{unnamed_physical_id, Owner, StackArn, UserRef};
 use crate::progress::Progress;
@@ -34,13 +34,7 @@ pub async fn run<I: Iam, S: SecretStore, T: Trails>(
     envelope: &Envelope,
     request: Request,
 ) -> Answer {
-    let properties = match &request {
-        Request::Create(r) => r.resource_properties.0.as_ref().ok(),
-        Request::Update(r) => r.resource_properties.0.as_ref().ok(),
-        Request::Delete(r) => r.resource_properties.0.as_ref().ok(),
-        _ => None,
-    };
-    let fallback = failure_physical_id(envelope, properties);
+    let fallback = failure_physical_id(envelope, properties_of(&request));
     let stack = match StackArn::parse(&envelope.stack_id) {
         Ok(stack) => stack,
         Err(e) => return Answer::failed(fallback, e.to_string()),

@@ -69,3 +69,13 @@ impl serde::Serialize for Parsed {
 pub type Request = CloudFormationCustomResourceRequest<Parsed, Parsed>;
 
 pub const REQUEST_TYPES: [&str; 3] = ["Create", "Update", "Delete"];
+
+/// The request's (new) properties, when they validate.
+pub fn properties_of(request: &Request) -> Option<&Properties> {
+    match request {
+        Request::Create(r) => r.resource_properties.0.as_ref().ok(),
+        Request::Update(r) => r.resource_properties.0.as_ref().ok(),
+        Request::Delete(r) => r.resource_properties.0.as_ref().ok(),
+        _ => None,
+    }
+}
