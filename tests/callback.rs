@@ -269,38 +269,26 @@ async fn a_stand_in_that_never_answers_fails_before_the_deadline() {
     );
 }
 
+/// 404 (already gone) is success; 403 is a failure that is logged while the AWS clean-up
+/// still completes. Either way the Delete succeeds.
 #[tokio::test]
-async fn delete_succeeds_when_the_connector_is_already_gone() {
+async fn delete_succeeds_whatever_the_tenant_answers_to_the_removal() {
     logs();
-    let env = Env::new().await;
-    let cas = Recorder::with(|r, _| {
-        if r.method == "PUT" {
-            Reply::json(200, REGISTERED)
-        } else {
-            Reply::empty(404)
-        }
-    });
-    let props = env.callback_props(&cas, json!({"token": "t-404"}), json!({})).await;
-    assert_success(&env.create(props.clone()).await);
-    assert_success(&env.delete(&env.physical_id(), props).await);
-    assert_eq!(cas.requests().last().unwrap().method, "DELETE");
-}
-
-#[tokio::test]
-async fn delete_completes_the_aws_clean_up_when_the_call_back_fails() {
-    logs();
-    let env = Env::new().await;
-    let cas = Recorder::with(|r, _| {
-        if r.method == "PUT" {
-            Reply::json(200, REGISTERED)
-        } else {
-            Reply::empty(403)
-        }
-    });
-    let props = env.callback_props(&cas, json!({"token": "t-403"}), json!({})).await;
-    assert_success(&env.create(props.clone()).await);
-    assert_success(&env.delete(&env.physical_id(), props).await);
-    assert!(!env.user_exists(&env.user_name()).await);
+    for status in [404, 403] {
+        let env = Env::new().await;
+        let cas = Recorder::with(move |r, _| {
+            if r.method == "PUT" {
+                Reply::json(200, REGISTERED)
+            } else {
+                Reply::empty(status)
+            }
+        });
+        let props = env.callback_props(&cas, json!({"token": "t-delete"}), json!({})).await;
+        assert_success(&env.create(props.clone()).await);
+        assert_success(&env.delete(&env.physical_id(), props).await);
+        assert_eq!(cas.requests().last().unwrap().method, "DELETE", "{status}");
+        assert!(!env.user_exists(&env.user_name()).await, "{status}");
+    }
 }
 
 #[tokio::test]
