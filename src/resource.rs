@@ -190,3 +190,36 @@ fn data(done: &Provisioned) -> BTreeMap<String, String> {
         ("PortalUrl".to_owned(), PORTAL_URL.to_owned()),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cfn::ResponseUrl;
+
+    fn envelope(physical_id: Option<&str>) -> Envelope {
+        Envelope {
+            response_url: ResponseUrl::new("https://example.invalid/".into()),
+            request_type: "Create".into(),
+            stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/s/g".into(),
+            request_id: "req-7".into(),
+            logical_resource_id: "Connector".into(),
+            physical_resource_id: physical_id.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_failure_keeps_the_physical_id_cloudformation_knows_or_names_the_user() {
+        let props = Properties::parse(serde_json::json!({"ConnectorName": "x"}).as_object().unwrap()).unwrap();
+        // Update and Delete: the id CloudFormation sent, whatever the properties say.
+        assert_eq!(failure_physical_id(&envelope(Some("arn:old")), Some(&props)), "arn:old");
+        // Create: the user ARN the properties name, so the rollback Delete finds what was made.
+        assert_eq!(
+            failure_physical_id(&envelope(None), Some(&props)),
+            "arn:aws:iam::123456789012:user/cloud-app-security/CloudAppSecurity-x"
+        );
+        // Create whose properties do not validate: a marker a Delete recognises as "nothing made".
+        let marker = failure_physical_id(&envelope(None), None);
+        assert_eq!(marker, "cloud-app-security-connector:not-created:req-7");
+        assert_eq!(UserRef::from_physical_id(&marker), None);
+    }
+}
