@@ -71,6 +71,17 @@ impl Env {
     }
 }
 
+/// A tenant that registers every upsert and removes on request.
+fn tenant() -> Recorder {
+    Recorder::with(|r, _| {
+        if r.method == "PUT" {
+            Reply::json(200, REGISTERED)
+        } else {
+            Reply::empty(204)
+        }
+    })
+}
+
 fn with_method<'a>(requests: &'a [Recorded], method: &str) -> Vec<&'a Recorded> {
     requests.iter().filter(|r| r.method == method).collect()
 }
@@ -79,13 +90,7 @@ fn with_method<'a>(requests: &'a [Recorded], method: &str) -> Vec<&'a Recorded> 
 async fn token_auth_registers_with_the_documented_body_once_per_change() {
     logs();
     let env = Env::new().await;
-    let cas = Recorder::with(|r, _| {
-        if r.method == "PUT" {
-            Reply::json(200, REGISTERED)
-        } else {
-            Reply::empty(204)
-        }
-    });
+    let cas = tenant();
     let props = env
         .callback_props(&cas, json!({"token": "tok-abc-123"}), json!({}))
         .await;
@@ -332,13 +337,7 @@ async fn portal_mode_makes_no_call_and_says_where_to_paste_the_key() {
 async fn a_new_url_registers_there_then_removes_the_old_registration() {
     logs();
     let env = Env::new().await;
-    let old = Recorder::with(|r, _| {
-        if r.method == "PUT" {
-            Reply::json(200, REGISTERED)
-        } else {
-            Reply::empty(204)
-        }
-    });
+    let old = tenant();
     let new = Recorder::with(|_, _| Reply::json(200, r#"{"id": "conn-new"}"#));
     let before = env.callback_props(&old, json!({"token": "t-move"}), json!({})).await;
     assert_success(&env.create(before.clone()).await);
@@ -427,13 +426,7 @@ async fn an_organization_rollout_gets_every_account_through_the_rate_limit() {
 async fn a_replacement_registers_anew_and_the_old_delete_removes_only_the_old_registration() {
     logs();
     let env = Env::new().await;
-    let cas = Recorder::with(|r, _| {
-        if r.method == "PUT" {
-            Reply::json(200, REGISTERED)
-        } else {
-            Reply::empty(204)
-        }
-    });
+    let cas = tenant();
     let old = env.callback_props(&cas, json!({"token": "t-replace"}), json!({})).await;
     assert_success(&env.create(old.clone()).await);
     let new_name = format!("{}-b", env.user_name());

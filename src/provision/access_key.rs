@@ -18,20 +18,17 @@ pub(super) enum Plan {
     Issue,
 }
 
-pub(super) async fn inspect<I: Iam>(
-    iam: &I,
-    target: &Target,
-    stored: Option<&StoredKey>,
-) -> Result<Keys, ProvisionError> {
-    let listed = iam
-        .list_access_keys(&target.user.name)
-        .await
-        .in_step(steps::ACCESS_KEY)?;
+pub(super) async fn list<I: Iam>(iam: &I, target: &Target) -> Result<Vec<AccessKeyInfo>, ProvisionError> {
+    iam.list_access_keys(&target.user.name).await.in_step(steps::ACCESS_KEY)
+}
+
+/// Which of the user's keys (`listed`) is the stored one.
+pub(super) fn inspect(target: &Target, listed: Vec<AccessKeyInfo>, stored: Option<&StoredKey>) -> Keys {
     let current = stored
         .filter(|s| s.user_name == target.user.name)
         .map(|s| s.access_key_id.clone())
         .filter(|id| listed.iter().any(|k| &k.access_key_id == id));
-    Ok(Keys { listed, current })
+    Keys { listed, current }
 }
 
 impl Keys {

@@ -269,8 +269,8 @@ impl<I: Iam, S: SecretStore, T: Trails> Provisioner<'_, I, S, T> {
 
         self.progress.set(steps::ACCESS_KEY);
         let secret = secret.prepare(self.secrets).await?;
-        let stored = secret.stored_key(self.secrets).await?;
-        let mut keys = access_key::inspect(self.iam, target, stored.as_ref()).await?;
+        let (stored, listed) = futures::try_join!(secret.stored_key(self.secrets), access_key::list(self.iam, target))?;
+        let mut keys = access_key::inspect(target, listed, stored.as_ref());
         let rotate = !secret.key_version_matches(target);
         let (key, new_key) = match (keys.plan(self.iam, target, rotate).await?, stored) {
             (access_key::Plan::Keep, Some(stored)) => (stored, None),

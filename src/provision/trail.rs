@@ -164,21 +164,26 @@ pub(super) async fn discover<T: Trails>(trails: &T, target: &Target) -> Result<P
     let observe = listed.into_iter().map(|trail| async move {
         let mine = ours_by_name(&trail);
         let candidate = t.mode == TrailMode::Reuse && trail.multi_region && trail.global_service_events;
-        let tags = match mine {
-            true => Some(trails.tags(&trail.arn).await?),
-            false => None,
+        let tags = async {
+            match mine {
+                true => trails.tags(&trail.arn).await.map(Some),
+                false => Ok(None),
+            }
         };
-        let logging = match mine || candidate {
-            true => match trails.is_logging(&trail.arn).await {
-                Ok(logging) => Some(logging),
-                Err(e) if trail.organization => {
-                    tracing::info!(trail = %trail.arn, error = %e, "organization trail status not readable; it counts");
-                    None
-                }
-                Err(e) => return Err(e),
-            },
-            false => None,
+        let logging = async {
+            match mine || candidate {
+                true => match trails.is_logging(&trail.arn).await {
+                    Ok(logging) => Ok(Some(logging)),
+                    Err(e) if trail.organization => {
+                        tracing::info!(trail = %trail.arn, error = %e, "organization trail status not readable; it counts");
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                },
+                false => Ok(None),
+            }
         };
+        let (tags, logging) = futures::try_join!(tags, logging)?;
         Ok::<_, AwsError>(Observed { trail, logging, tags })
     });
     let seen = futures::future::try_join_all(observe).await.in_step(steps::TRAIL)?;
