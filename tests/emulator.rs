@@ -11,7 +11,12 @@ use serde_json::{json, Value};
 use support::emulator::Emulator;
 use support::{event, moto, stack_id, unique, Recorder, Reply};
 
-const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_bootstrap");
+/// The binary under test: the one cargo built for this test run, or — with `CAS_BOOTSTRAP` set —
+/// another build of it, such as the artifact `sam build` makes (scripts/test-artifact.sh).
+fn bootstrap() -> String {
+    std::env::var("CAS_BOOTSTRAP").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bootstrap").to_owned())
+}
+
 /// Stands in for a presigned URL's signature: it must never appear in a log line.
 const SIGNATURE: &str = "X-Amz-Signature=deadbeefcafe0123456789";
 
@@ -28,7 +33,7 @@ fn aws_env(endpoint: &str, timeout: &str) -> Vec<(&'static str, String)> {
 
 fn start(env: &[(&'static str, String)]) -> Emulator {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Emulator::start(BOOTSTRAP, &env)
+    Emulator::start(&bootstrap(), &env)
 }
 
 /// `events/<name>.json` pointed at this test's stack, connector and recorder. The call back
