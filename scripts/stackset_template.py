@@ -5,7 +5,8 @@ in its own region. The StackSet template is therefore template.yaml with the fun
 out as AWS::Lambda::Function, its code read from <ArtifactBucketPrefix>-<region>/<ArtifactKey>,
 and CodeVersion set to the artifact key (which names the code's digest). Everything else — the
 role's statements, the boundary, the bucket, the resource's properties, the parameters — is the
-same, which tests/templates/test_templates.py checks.
+same, which tests/python/test_templates.py checks. Resource Metadata is kept (checkov skips and
+their reasons), except SAM's build settings.
 
 Usage: stackset_template.py [--check]   (--check: exit 1 if deploy/stackset.yaml is stale)
 """
@@ -39,6 +40,47 @@ def plain(node):
     return node
 
 
+# AWS::Serverless::Function properties that AWS::Lambda::Function has under the same name and shape.
+SAME_PROPERTIES = {
+    "Architectures", "CodeSigningConfigArn", "Description", "Environment", "EphemeralStorage", "FileSystemConfigs",
+    "FunctionName", "Handler", "KmsKeyArn", "Layers", "LoggingConfig", "MemorySize", "RecursiveLoop",
+    "ReservedConcurrentExecutions", "Role", "Runtime", "RuntimeManagementConfig", "Timeout", "VpcConfig",
+}
+# SAM-only Metadata: how `sam build` builds the code. The rest (checkov skips and their reasons,
+# anything a linter or a reader uses) is kept.
+SAM_BUILD_METADATA = {"BuildMethod", "BuildProperties"}
+
+
+def lambda_function(sam_resource):
+    """The SAM function as AWS::Lambda::Function with its code from the regional artifact bucket.
+    Every resource attribute (Metadata, DependsOn, Condition, ...) and property is carried over;
+    a SAM-only property this does not know how to convert is an error, not silently dropped."""
+    props = sam_resource["Properties"]
+    unknown = sorted(set(props) - SAME_PROPERTIES - {"CodeUri", "AutoPublishAlias", "Tags"})
+    if unknown:
+        sys.exit(f"template.yaml: ConnectorFunction has properties scripts/stackset_template.py does not convert: "
+                 f"{', '.join(unknown)}")
+    function = {"Type": "AWS::Lambda::Function"}
+    metadata = {k: v for k, v in sam_resource.get("Metadata", {}).items() if k not in SAM_BUILD_METADATA}
+    if metadata:
+        function["Metadata"] = metadata
+    function.update({k: v for k, v in sam_resource.items() if k not in ("Type", "Metadata", "Properties")})
+    properties = {}
+    for key, value in props.items():
+        if key == "CodeUri":
+            properties["Code"] = {
+                "S3Bucket": {"Fn::Sub": "${ArtifactBucketPrefix}-${AWS::Region}"},
+                "S3Key": {"Ref": "ArtifactKey"},
+            }
+        elif key == "Tags":  # SAM: a map; Lambda: a list
+            properties["Tags"] = [{"Key": k, "Value": v} for k, v in value.items()]
+        elif key in SAME_PROPERTIES:
+            properties[key] = value
+        # AutoPublishAlias: no version here; the resource's CodeVersion is the artifact key.
+    function["Properties"] = properties
+    return function
+
+
 def derive(template):
     t = copy.deepcopy(template)
     del t["Transform"]
@@ -56,33 +98,14 @@ def derive(template):
     groups = t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
     groups.append({"Label": {"default": "Code artifact"}, "Parameters": ["ArtifactBucketPrefix", "ArtifactKey"]})
 
-    sam = t["Resources"]["ConnectorFunction"]["Properties"]
-    t["Resources"]["ConnectorFunction"] = {
-        "Type": "AWS::Lambda::Function",
-        "Properties": {
-            "FunctionName": sam["FunctionName"],
-            "Description": sam["Description"],
-            "Code": {
-                "S3Bucket": {"Fn::Sub": "${ArtifactBucketPrefix}-${AWS::Region}"},
-                "S3Key": {"Ref": "ArtifactKey"},
-            },
-            "Handler": sam["Handler"],
-            "Runtime": sam["Runtime"],
-            "Architectures": sam["Architectures"],
-            "MemorySize": sam["MemorySize"],
-            "Timeout": sam["Timeout"],
-            "Role": sam["Role"],
-            "LoggingConfig": sam["LoggingConfig"],
-            "Environment": sam["Environment"],
-        },
-    }
+    t["Resources"]["ConnectorFunction"] = lambda_function(t["Resources"]["ConnectorFunction"])
     t["Resources"]["Connector"]["Properties"]["CodeVersion"] = {"Ref": "ArtifactKey"}
     return t
 
 
-def render():
-    with open(SOURCE) as f:
-        template = plain(cfn_yaml.loads(f.read(), SOURCE))
+def render(source=SOURCE):
+    with open(source) as f:
+        template = plain(cfn_yaml.loads(f.read(), source))
     return HEADER + yaml.safe_dump(derive(template), sort_keys=False, width=120, allow_unicode=True)
 
 
