@@ -1,18 +1,36 @@
 """The templates' security properties, read from the templates themselves: these fail if someone
-adds a wildcard action, drops a condition, or lets the StackSet template drift from template.yaml."""
+adds a wildcard action, drops a condition, or lets the StackSet template drift from template.yaml.
+
+moto checks a call's action, never its resource ARN or condition: the conditions the role relies on
+are checked here, statement by statement, in both templates (docs/security.md shows how to confirm
+them against real IAM with its policy simulator)."""
 
 import fnmatch
 import json
 import os
+import re
 
+import pytest
 from cfnlint.decode import cfn_yaml
 
+import lint_policies
 import stackset_template
 from conftest import REPO
 
 SAM = os.path.join(REPO, "template.yaml")
 STACKSET = os.path.join(REPO, "deploy", "stackset.yaml")
 USER_PATH = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/cloud-app-security/*"}
+ANY_USER = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*"}
+SECRETS = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:cloud-app-security/*"}
+OUR_TRAIL = {"Fn::Sub": "arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/${TrailName}"}
+ANY_TRAIL = {"Fn::Sub": "arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/*"}
+ACCOUNT_KEYS = {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"}
+SECRET_KEY = {"Fn::If": ["HasKmsKey", {"Ref": "SecretKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
+TRAIL_KEY = {"Fn::If": ["HasTrailKmsKey", {"Ref": "TrailKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
+FUNCTION = [
+    {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-connector"},
+    {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-connector:*"},
+]
 MANAGED = [
     {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/SecurityAudit"},
     {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSSecurityHubReadOnlyAccess"},
@@ -25,6 +43,82 @@ PROCEDURE = [
 WRITE_VERBS = ("Put", "Create", "Delete", "Update", "Attach", "Detach", "Modify", "Set", "Start", "Stop", "Add",
                "Remove", "Tag", "Untag", "Enable", "Disable", "Invoke", "Run", "Send", "Restore", "Reset", "Associate",
                "Disassociate", "Authorize", "Revoke", "Upload", "Import", "Export", "Replace", "Register")
+
+# The role's conditions, by name.
+STACK_ID = {"Ref": "AWS::StackId"}
+BOUNDARY_ARN = {"Fn::If": ["OwnBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "ConnectorUserBoundary"}]}
+BOUNDARY = {"iam:PermissionsBoundary": BOUNDARY_ARN}
+RESOURCE_TAG = {"aws:ResourceTag/cloud-app-security:stack-id": STACK_ID}
+REQUEST_TAG = {"aws:RequestTag/cloud-app-security:stack-id": STACK_ID}
+NEVER_OWNERSHIP_KEYS = {
+    "ForAllValues:StringNotLike": {"aws:TagKeys": "cloud-app-security:*"},
+    "ForAllValues:StringNotEqualsIgnoreCase": {"aws:TagKeys": [
+        "cloud-app-security:stack-id", "cloud-app-security:logical-id", "cloud-app-security:physical-id"]},
+}
+THROUGH_SECRETS_MANAGER = {
+    "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"}},
+    "StringLike": {"kms:EncryptionContext:SecretARN": [
+        SECRETS, {"Fn::If": ["HasCredentials", {"Ref": "ApiCredentials"}, {"Ref": "AWS::NoValue"}]}]},
+}
+UNCONDITIONED = None
+
+# Every action the role allows, and each (resource, condition) it may be allowed under: the whole
+# role, statement by statement. An action or a grant not listed here fails the test.
+USER_OURS = (USER_PATH, {"StringEquals": RESOURCE_TAG})
+EXPECTED = {
+    "logs:CreateLogStream": [({"Fn::Sub": "${ConnectorLogGroup.Arn}"}, UNCONDITIONED)],
+    "logs:PutLogEvents": [({"Fn::Sub": "${ConnectorLogGroup.Arn}"}, UNCONDITIONED)],
+    "iam:GetUser": [(ANY_USER, UNCONDITIONED)],
+    **{f"iam:{a}": [(USER_PATH, UNCONDITIONED)] for a in [
+        "GetUserPolicy", "ListUserPolicies", "ListAttachedUserPolicies", "ListAccessKeys", "GetAccessKeyLastUsed",
+        "ListGroupsForUser", "ListMFADevices", "ListSSHPublicKeys", "ListSigningCertificates",
+        "ListServiceSpecificCredentials"]},
+    # A user is created only with the boundary and this stack's tag.
+    "iam:CreateUser": [(USER_PATH, {"StringEquals": {**BOUNDARY, **REQUEST_TAG}})],
+    # Tags: at CreateUser (boundary + request tag), or on a user of ours, always with our tag.
+    "iam:TagUser": [(USER_PATH, {"StringEquals": {**BOUNDARY, **REQUEST_TAG}}),
+                    (USER_PATH, {"StringEquals": {**RESOURCE_TAG, **REQUEST_TAG}})],
+    "iam:UntagUser": [(USER_PATH, {"StringEquals": RESOURCE_TAG, **NEVER_OWNERSHIP_KEYS})],
+    # Credentials only for our users.
+    "iam:CreateAccessKey": [USER_OURS],
+    "iam:UpdateAccessKey": [USER_OURS],
+    **{f"iam:{a}": [USER_OURS] for a in [
+        "UpdateUser", "DeleteAccessKey", "DeleteUser", "DeleteLoginProfile", "DeactivateMFADevice",
+        "DeleteSSHPublicKey", "DeleteSigningCertificate", "DeleteServiceSpecificCredential"]},
+    # Permissions only under the boundary, on our users.
+    "iam:PutUserPolicy": [(USER_PATH, {"StringEquals": {**BOUNDARY, **RESOURCE_TAG}})],
+    "iam:PutUserPermissionsBoundary": [(USER_PATH, {"StringEquals": {**BOUNDARY, **RESOURCE_TAG}})],
+    "iam:AttachUserPolicy": [(USER_PATH, {"ArnEquals": {"iam:PolicyARN": MANAGED},
+                                          "StringEquals": {**BOUNDARY, **RESOURCE_TAG}})],
+    # Narrowing only: any user under the path, any policy.
+    "iam:DeleteUserPolicy": [(USER_PATH, UNCONDITIONED)],
+    "iam:DetachUserPolicy": [(USER_PATH, UNCONDITIONED)],
+    **{f"secretsmanager:{a}": [(SECRETS, UNCONDITIONED)] for a in [
+        "DescribeSecret", "GetResourcePolicy", "ListSecretVersionIds", "RestoreSecret"]},
+    "secretsmanager:CreateSecret": [(SECRETS, {"StringEquals": REQUEST_TAG})],
+    "secretsmanager:TagResource": [(SECRETS, {"StringEquals": REQUEST_TAG})],
+    "secretsmanager:GetSecretValue": [(SECRETS, {"StringEquals": RESOURCE_TAG}),
+                                      ({"Ref": "ApiCredentials"}, UNCONDITIONED)],
+    **{f"secretsmanager:{a}": [(SECRETS, {"StringEquals": RESOURCE_TAG})] for a in [
+        "PutSecretValue", "UpdateSecretVersionStage", "UpdateSecret", "DeleteSecret", "RotateSecret",
+        "CancelRotateSecret"]},
+    "secretsmanager:UntagResource": [(SECRETS, {"StringEquals": RESOURCE_TAG, **NEVER_OWNERSHIP_KEYS})],
+    "kms:Decrypt": [([ACCOUNT_KEYS, SECRET_KEY], THROUGH_SECRETS_MANAGER)],
+    "kms:GenerateDataKey": [([ACCOUNT_KEYS, SECRET_KEY], THROUGH_SECRETS_MANAGER)],
+    "kms:DescribeKey": [([ACCOUNT_KEYS, SECRET_KEY, TRAIL_KEY], UNCONDITIONED)],
+    **{f"cloudtrail:{a}": [("*", UNCONDITIONED)] for a in [
+        "DescribeTrails", "GetTrailStatus", "GetEventSelectors", "ListTags"]},
+    "cloudtrail:CreateTrail": [(OUR_TRAIL, {"StringEquals": REQUEST_TAG})],
+    "cloudtrail:AddTags": [(OUR_TRAIL, {"StringEquals": REQUEST_TAG}),
+                           (ANY_TRAIL, {"StringEquals": {**RESOURCE_TAG, **REQUEST_TAG}})],
+    **{f"cloudtrail:{a}": [(ANY_TRAIL, {"StringEquals": RESOURCE_TAG})] for a in [
+        "UpdateTrail", "StartLogging", "DeleteTrail"]},
+    "lambda:InvokeFunction": [(FUNCTION, UNCONDITIONED)],
+}
+# What grants permissions or credentials, or could re-home a user: never unconditioned.
+GRANTS = {"iam:CreateUser", "iam:TagUser", "iam:UntagUser", "iam:PutUserPolicy", "iam:PutUserPermissionsBoundary",
+          "iam:AttachUserPolicy", "iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:UpdateUser"}
+ROLE_POLICIES = ("ConnectorPolicy", "ConnectorSecretsPolicy")
 
 
 def load(path):
@@ -43,8 +137,9 @@ def branches(statement):
 
 
 def role_statements(template):
-    doc = template["Resources"]["ConnectorPolicy"]["Properties"]["PolicyDocument"]
-    return [s for st in doc["Statement"] for s in branches(st)]
+    """Every statement of the role's documents (the inline policy and the managed one)."""
+    docs = [template["Resources"][name]["Properties"]["PolicyDocument"] for name in ROLE_POLICIES]
+    return [s for doc in docs for st in doc["Statement"] for s in branches(st)]
 
 
 def actions(statement):
@@ -56,9 +151,23 @@ def by_sid(statements, sid):
     return next(s for s in statements if s.get("Sid") == sid)
 
 
+def strings(node):
+    """Every string in a node, with the !Sub templates among them."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
 SAM_T = load(SAM)
+STACKSET_T = load(STACKSET)
+TEMPLATES = pytest.mark.parametrize("template", [SAM_T, STACKSET_T], ids=["template.yaml", "deploy/stackset.yaml"])
 ROLE = role_statements(SAM_T)
-BOUNDARY = SAM_T["Resources"]["ConnectorUserBoundary"]["Properties"]["PolicyDocument"]
+BOUNDARY_DOC = SAM_T["Resources"]["ConnectorUserBoundary"]["Properties"]["PolicyDocument"]
 
 
 def test_no_statement_grants_a_wildcard_action():
@@ -67,59 +176,173 @@ def test_no_statement_grants_a_wildcard_action():
             assert action != "*" and not action.endswith(":*"), f"{statement.get('Sid')}: {action}"
 
 
-def test_iam_writes_only_on_the_connector_path():
+@TEMPLATES
+def test_every_action_of_the_role_is_allowed_only_on_its_resources_under_its_conditions(template):
+    seen = set()
+    for statement in role_statements(template):
+        assert statement["Effect"] == "Allow" and re.fullmatch(r"[A-Za-z0-9]+", statement["Sid"])
+        for action in actions(statement):
+            allowed = EXPECTED.get(action)
+            assert allowed, f"{statement['Sid']}: {action} is not in the role's contract (EXPECTED)"
+            grant = (statement["Resource"], statement.get("Condition"))
+            assert grant in allowed, f"{statement['Sid']}: {action} on {grant}"
+            seen.add((action, json.dumps(grant, sort_keys=True)))
+    missing = {(a, json.dumps(g, sort_keys=True)) for a, grants in EXPECTED.items() for g in grants} - seen
+    assert not missing, f"the role lacks {sorted(missing)}"
+
+
+@TEMPLATES
+def test_every_iam_write_that_grants_permissions_or_credentials_is_conditioned(template):
+    for statement in role_statements(template):
+        granted = GRANTS & set(actions(statement))
+        if granted:
+            condition = statement.get("Condition")
+            assert condition, f"{statement['Sid']}: {sorted(granted)} unconditioned"
+            keys = {k for block in condition.values() for k in block}
+            # the boundary, or this stack's tag on the user (the access-key actions have no
+            # boundary key: IAM service authorization reference)
+            assert keys & {"iam:PermissionsBoundary", "aws:ResourceTag/cloud-app-security:stack-id"}, statement["Sid"]
+            if keys.isdisjoint({"aws:ResourceTag/cloud-app-security:stack-id"}):
+                assert set(actions(statement)) <= {"iam:CreateUser", "iam:TagUser"}, statement["Sid"]
+
+
+@TEMPLATES
+def test_no_if_exists_operator_and_no_condition_on_a_missing_key(template):
+    for statement in role_statements(template):
+        for operator in statement.get("Condition", {}):
+            assert "IfExists" not in operator and operator != "Null", f"{statement['Sid']}: {operator}"
+    # Nothing can remove a boundary, change group membership or touch roles, groups or policies.
+    everything = {a for s in role_statements(template) for a in actions(s)}
+    assert not everything & {"iam:DeleteUserPermissionsBoundary", "iam:RemoveUserFromGroup", "iam:AddUserToGroup",
+                             "iam:CreateLoginProfile", "iam:UpdateLoginProfile", "iam:PassRole"}
+    assert not [a for a in everything if re.match(r"iam:.*(Role|Group|Policy(Version)?)$", a)
+                and a not in ("iam:PutUserPolicy", "iam:DeleteUserPolicy", "iam:GetUserPolicy",
+                              "iam:AttachUserPolicy", "iam:DetachUserPolicy")]
+
+
+def test_the_tag_on_create_statement_cannot_serve_a_tag_call_of_its_own():
+    # iam:PermissionsBoundary is in the request context of CreateUser, never of TagUser (IAM
+    # service authorization reference): the TagUser that needs no resource tag needs the boundary.
     for statement in ROLE:
-        iam = [a for a in actions(statement) if a.startswith("iam:")]
-        if iam and iam != ["iam:GetUser"]:
-            assert statement["Resource"] == USER_PATH, statement["Sid"]
-    assert by_sid(ROLE, "ReadUsers")["Action"] == "iam:GetUser"
+        if "iam:TagUser" in actions(statement):
+            condition = statement["Condition"]["StringEquals"]
+            assert condition["aws:RequestTag/cloud-app-security:stack-id"] == STACK_ID
+            assert "iam:PermissionsBoundary" in condition or "aws:ResourceTag/cloud-app-security:stack-id" in condition
 
 
-def test_managed_policies_attach_only_with_the_policy_arn_condition():
-    attach = [s for s in ROLE if {"iam:AttachUserPolicy", "iam:DetachUserPolicy"} & set(actions(s))]
-    assert len(attach) == 1
-    assert attach[0]["Condition"] == {"ArnEquals": {"iam:PolicyARN": MANAGED}}
+@TEMPLATES
+def test_every_arn_and_service_host_names_the_partition(template):
+    for text in strings([template["Resources"], template["Outputs"], template["Conditions"]]):
+        assert "arn:aws:" not in text and "arn:aws-" not in text, text
+        for arn in re.findall(r"arn:(?:\$\{[^}]*\}|[^:$]*):", text):
+            assert arn == "arn:${AWS::Partition}:", text
+        assert "amazonaws.com" not in text or re.fullmatch(r"[a-z0-9-]+\.amazonaws\.com", text), text
+    # Service hosts follow the partition's URL suffix (amazonaws.com.cn in China).
+    doc = template["Resources"]["ConnectorSecretsPolicy"]["Properties"]["PolicyDocument"]
+    kms = [s for st in doc["Statement"] for s in branches(st) if "kms:Decrypt" in actions(s)]
+    assert kms[0]["Condition"]["StringEquals"]["kms:ViaService"] == {
+        "Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"}
 
 
-def test_users_are_created_only_with_the_boundary_and_it_cannot_be_removed():
-    guarded = {"iam:CreateUser", "iam:PutUserPermissionsBoundary"}
-    holders = [s for s in ROLE if guarded & set(actions(s))]
-    assert len(holders) == 1 and set(actions(holders[0])) == guarded
-    boundary = holders[0]["Condition"]["StringEquals"]["iam:PermissionsBoundary"]
-    assert boundary == {"Fn::If": ["OwnBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "ConnectorUserBoundary"}]}
-    # The function applies the same boundary.
-    assert SAM_T["Resources"]["Connector"]["Properties"]["PermissionsBoundary"] == boundary
-    assert not any("iam:DeleteUserPermissionsBoundary" in actions(s) for s in ROLE)
+@pytest.mark.parametrize("parameter", ["SecretKmsKeyArn", "TrailKmsKeyArn", "PermissionsBoundaryArn"])
+def test_arn_parameters_accept_every_partition(parameter):
+    pattern = re.compile(SAM_T["Parameters"][parameter]["AllowedPattern"])
+    assert pattern.fullmatch("")
+    for partition, region in (("aws", "eu-west-1"), ("aws-cn", "cn-north-1"), ("aws-us-gov", "us-gov-west-1")):
+        if parameter == "PermissionsBoundaryArn":
+            arn = f"arn:{partition}:iam::123456789012:policy/team/boundary"
+        else:
+            arn = f"arn:{partition}:kms:{region}:123456789012:key/mrk-0123456789abcdef0123456789abcdef"
+            assert pattern.fullmatch(f"arn:{partition}:kms:{region}:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+        assert pattern.fullmatch(arn), arn
+    assert not pattern.fullmatch("arn:aws:kms:eu-west-1:123456789012:alias/x")
 
 
-def test_secrets_only_under_the_prefix_and_the_credentials_only_read():
-    for statement in ROLE:
-        if any(a.startswith("secretsmanager:") for a in actions(statement)):
-            if statement["Sid"] == "ReadApiCredentials":
-                assert actions(statement) == ["secretsmanager:GetSecretValue"]
-                assert statement["Resource"] == {"Ref": "ApiCredentials"}
-            else:
-                assert statement["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
-                                                            "${AWS::AccountId}:secret:cloud-app-security/*"}
-    # The credentials secret lies outside the prefix the function may write.
-    name = SAM_T["Resources"]["ApiCredentials"]["Properties"]["Name"]
-    assert not name["Fn::Sub"].startswith("cloud-app-security/")
+@TEMPLATES
+def test_the_role_documents_fit_iam_size_limits_at_their_longest(template, monkeypatch):
+    # IAM counts a policy without whitespace: a role's inline policies share 10,240 characters, a
+    # managed policy has 6,144. The stack id and the boundary's ARN recur; take them at their longest.
+    name = "s" * 128
+    monkeypatch.setitem(lint_policies.PSEUDO, "AWS::StackName", name)
+    monkeypatch.setitem(lint_policies.PSEUDO, "AWS::Partition", "aws-us-gov")
+    monkeypatch.setitem(lint_policies.PSEUDO, "AWS::Region", "us-gov-west-1")
+    monkeypatch.setitem(lint_policies.PSEUDO, "AWS::StackId", f"arn:aws-us-gov:cloudformation:us-gov-west-1:"
+                                                          f"123456789012:stack/{name}/{'0' * 8}-{'0' * 4}-{'0' * 4}-{'0' * 4}-{'0' * 12}")
+    monkeypatch.setitem(lint_policies.REFS, "ConnectorUserBoundary", "arn:aws-us-gov:iam::123456789012:policy/" + name)
+    monkeypatch.setitem(lint_policies.REFS, "ApiCredentials", f"arn:aws-us-gov:secretsmanager:us-gov-west-1:"
+                                                              f"123456789012:secret:cloud-app-security-api/{name}-AbCdEf")
+    monkeypatch.setitem(lint_policies.GETATT, "ConnectorLogGroup.Arn", f"arn:aws-us-gov:logs:us-gov-west-1:123456789012:"
+                                                                       f"log-group:/aws/lambda/{name}-connector:*")
+    boundary_arn = SAM_T["Parameters"]["PermissionsBoundaryArn"]["MaxLength"]
+    longest = {
+        "PermissionsBoundaryArn": "arn:aws-us-gov:iam::123456789012:policy/" + "p" * (boundary_arn - 40),
+        "SecretKmsKeyArn": "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/mrk-" + "0" * 32,
+        "TrailKmsKeyArn": "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/mrk-" + "0" * 32,
+        "TrailName": "t" * 128, "ApiToken": "x", "TrailMode": "Create",
+    }
+    monkeypatch.setattr(lint_policies, "SCENARIOS", {"longest": longest, "longest, own boundary off": {
+        **longest, "PermissionsBoundaryArn": ""}})
+    sizes = {}
+    for scenario, policy, document in lint_policies.documents(template):
+        sizes[(scenario, policy)] = len(json.dumps(document, separators=(",", ":")))
+    for scenario in lint_policies.SCENARIOS:
+        assert sizes[(scenario, "role")] <= 10240, sizes
+        assert sizes[(scenario, "role secrets")] <= 6144, sizes
+    assert sizes[("longest, own boundary off", "boundary")] <= 6144, sizes
 
 
-def test_cloudtrail_writes_only_on_the_named_trail_and_kms_only_on_the_given_key():
-    for statement in ROLE:
-        trail = [a for a in actions(statement) if a.startswith("cloudtrail:")]
-        if set(trail) - {"cloudtrail:DescribeTrails", "cloudtrail:GetTrailStatus", "cloudtrail:ListTags"}:
-            assert statement["Resource"] == {
-                "Fn::Sub": "arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/${TrailName}"}
-        if any(a.startswith("kms:") for a in actions(statement)):
-            assert statement["Resource"] == {"Ref": "SecretKmsKeyArn"}
-    kms = SAM_T["Resources"]["ConnectorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    assert any("Fn::If" in s and s["Fn::If"][0] == "HasKmsKey" for s in kms), "KMS only when a key is given"
+def test_the_function_serves_only_its_own_stack_and_partition():
+    for template in (SAM_T, STACKSET_T):
+        env = template["Resources"]["ConnectorFunction"]["Properties"]["Environment"]["Variables"]
+        assert env["CLOUD_APP_SECURITY_STACK_ID"] == {"Ref": "AWS::StackId"}
+        assert env["CLOUD_APP_SECURITY_URL_SUFFIX"] == {"Ref": "AWS::URLSuffix"}
+        assert env["CLOUD_APP_SECURITY_ALLOWED_HOSTS"] == {"Ref": "AllowedHosts"}
+
+
+@TEMPLATES
+def test_every_checkov_skip_gives_its_reason(template):
+    skips = [(name, skip) for name, resource in template["Resources"].items()
+             for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])]
+    assert skips
+    for name, skip in skips:
+        assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]) and len(skip.get("comment", "")) > 40, (name, skip)
+
+
+def boundary(allow_bucket_acl_changes):
+    """The boundary's document as it resolves with AllowBucketAclChanges "true" or "false"."""
+    def pick(node):
+        if isinstance(node, list):
+            return [v for v in map(pick, node) if v != {"Ref": "AWS::NoValue"}]
+        if isinstance(node, dict):
+            if list(node) == ["Fn::If"] and node["Fn::If"][0] == "AllowBucketAcl":
+                return pick(node["Fn::If"][1 if allow_bucket_acl_changes else 2])
+            return {k: pick(v) for k, v in node.items()}
+        return node
+    return pick(BOUNDARY_DOC)
+
+
+BOUNDARY = boundary(allow_bucket_acl_changes=True)
+
+
+@TEMPLATES
+def test_the_deployer_may_leave_bucket_acl_changes_out_of_the_boundary(template):
+    assert template["Parameters"]["AllowBucketAclChanges"]["Default"] == "true"  # Microsoft's procedure
+    assert template["Conditions"]["AllowBucketAcl"] == {"Fn::Equals": [{"Ref": "AllowBucketAclChanges"}, "true"]}
+    assert template["Resources"]["ConnectorUserBoundary"]["Properties"]["PolicyDocument"] == BOUNDARY_DOC
+    without = {s["Sid"]: s for s in boundary(allow_bucket_acl_changes=False)["Statement"]}
+    assert without["ProcedureActions"]["Action"] == [a for a in PROCEDURE if a != "s3:PutBucketAcl"]
+    assert not any(fnmatch.fnmatchcase("s3:putbucketacl", p.lower())
+                   for s in without.values() if s["Effect"] == "Allow" for p in actions(s))
+    # With the deployer's own boundary the parameter would do nothing: a rule keeps it "true" there.
+    rule = template["Rules"]["OwnBoundaryDecidesBucketAcl"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "PermissionsBoundaryArn"}, ""]}]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "AllowBucketAclChanges"}, "true"]}
 
 
 def test_the_boundary_holds_the_procedure_and_nothing_that_writes_or_reads_data():
     statements = {s["Sid"]: s for s in BOUNDARY["Statement"]}
+    # The connector user's inline policy keeps exactly the procedure's 12 actions (SPEC); the
+    # boundary holds them too unless AllowBucketAclChanges is "false".
     assert statements["ProcedureActions"]["Action"] == PROCEDURE
     for sid in ("ProcedureActions", "SecurityConfigurationReads"):
         for action in statements[sid]["Action"]:
@@ -170,7 +393,10 @@ def test_the_boundary_allows_only_what_the_managed_policies_grant_and_the_cis_ch
 def test_the_resource_and_function_are_wired_for_a_safe_deployment():
     r = SAM_T["Resources"]
     connector = r["Connector"]
-    assert set(connector["DependsOn"]) >= {"ConnectorPolicy", "ConnectorLogGroup"}
+    # The stack's deletion runs the resource's Delete while both of the role's documents still work.
+    assert set(connector["DependsOn"]) >= {"ConnectorPolicy", "ConnectorSecretsPolicy", "ConnectorLogGroup"}
+    assert r["ConnectorSecretsPolicy"]["Properties"]["Roles"] == [{"Ref": "ConnectorRole"}]
+    assert r["ConnectorPolicy"]["Properties"]["RoleName"] == {"Ref": "ConnectorRole"}
     function = r["ConnectorFunction"]
     assert function["Metadata"]["BuildMethod"] == "rust-cargolambda"
     props = function["Properties"]
@@ -199,6 +425,22 @@ def test_the_trail_bucket_is_private_encrypted_tls_only_and_kept():
         assert "aws:SourceArn" in policy[sid]["Condition"]["StringEquals"]
 
 
+@TEMPLATES
+def test_the_trail_and_its_bucket_can_meet_the_cis_checks(template):
+    r = template["Resources"]
+    # CloudTrail logs encrypted with a KMS key of the deployer's (the function creates the trail).
+    assert r["Connector"]["Properties"]["TrailKmsKeyId"] == {"Ref": "TrailKmsKeyArn"}
+    assert template["Parameters"]["TrailKmsKeyArn"]["Default"] == ""
+    # Server access logging on the CloudTrail bucket, to a bucket the deployer names.
+    assert r["TrailBucket"]["Properties"]["LoggingConfiguration"] == {"Fn::If": [
+        "LogTrailBucketAccess",
+        {"DestinationBucketName": {"Ref": "TrailBucketAccessLogBucket"},
+         "LogFilePrefix": {"Fn::Sub": "${AWS::StackName}/trail-bucket/"}},
+        {"Ref": "AWS::NoValue"}]}
+    assert template["Conditions"]["LogTrailBucketAccess"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "TrailBucketAccessLogBucket"}, ""]}]}
+
+
 def test_the_stackset_template_is_generated_from_template_yaml():
     with open(STACKSET) as f:
         assert f.read() == stackset_template.render(), "run .venv/bin/python scripts/stackset_template.py"
@@ -207,7 +449,9 @@ def test_the_stackset_template_is_generated_from_template_yaml():
 def test_the_stackset_template_has_not_drifted():
     stackset = load(STACKSET)
     assert role_statements(stackset) == ROLE
-    assert stackset["Resources"]["ConnectorUserBoundary"] == SAM_T["Resources"]["ConnectorUserBoundary"]
+    for name in ("ConnectorUserBoundary", "ConnectorPolicy", "ConnectorSecretsPolicy", "ConnectorRole", "TrailBucket"):
+        assert stackset["Resources"][name] == SAM_T["Resources"][name], name
+    assert stackset["Rules"] == SAM_T["Rules"] and stackset["Conditions"] == SAM_T["Conditions"]
     ours = dict(SAM_T["Resources"]["Connector"]["Properties"])
     theirs = dict(stackset["Resources"]["Connector"]["Properties"])
     assert theirs.pop("CodeVersion") == {"Ref": "ArtifactKey"}
