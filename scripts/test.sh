@@ -18,6 +18,14 @@ echo "==> cfn-lint"
 .venv/bin/cfn-lint template.yaml deploy/stackset.yaml deploy/artifact-bucket.yaml
 echo "==> sam validate --lint"
 .venv/bin/sam validate --lint --template-file template.yaml --region us-east-1
+# The role and boundary as they resolve, and both templates: every finding left is justified in
+# scripts/lint_policies.py (parliament) or in the resource's Metadata (checkov skip with its reason).
+echo "==> parliament (role and boundary, both templates)"
+.venv/bin/python scripts/lint_policies.py
+echo "==> checkov (template.yaml, deploy/stackset.yaml)"
+bash scripts/venv-checkov.sh
+.venv-checkov/bin/checkov --framework cloudformation -f template.yaml -f deploy/stackset.yaml \
+  --compact --quiet --skip-download
 echo "==> deployment tests (templates, rollout against moto)"
 .venv/bin/python -m pytest tests/python -q
 echo "==> cargo test"
