@@ -30,3 +30,6 @@ echo "==> deployment tests (templates, rollout against moto)"
 .venv/bin/python -m pytest tests/python -q
 echo "==> cargo test"
 cargo test --all-targets --locked
+# What sam build ships (cargo-lambda's release build, x86_64 here), under the end-to-end tests.
+echo "==> sam build, and the end-to-end tests on its artifact"
+bash scripts/test-artifact.sh
