@@ -111,7 +111,7 @@ def show_state(iam, sm, ct, user_name, secret_name):
         if secret.get("DeletedDate"):
             print(f"     secret      {secret_name}: scheduled for deletion on {secret['DeletedDate']:%Y-%m-%d}")
         else:
-            value = json.loads(sm.get_secret_value(SecretId=secret_name)["SecretString"])
+            value = json.loads(sm.get_secret_value(SecretId=secret_name, VersionStage="AWSCURRENT")["SecretString"])
             # The secret access key itself is never printed.
             print(f"     secret      {secret_name}: AccessKeyId={value['AccessKeyId']} UserName={value['UserName']}"
                   f" SecretAccessKey=<{len(value['SecretAccessKey'])} characters>")

@@ -1,26 +1,43 @@
 //! The Lambda entry point: builds the handler once, then serves invocations.
-#![recursion_limit = "256"]
 
-use cloud_app_security_connector::cfn::responder::Responder;
-use cloud_app_security_connector::handler::{Handler, Services};
-use cloud_app_security_connector::logging;
+// The deadline guard turns a panic into a FAILED answer; with `panic = "abort"` a panic would
+// kill the process and leave CloudFormation waiting for its timeout. cargo-lambda's release
+// build sets abort unless told otherwise (see README, "Deploying").
+#[cfg(not(panic = "unwind"))]
+compile_error!("build with panic = \"unwind\": the deadline guard must be able to answer a panic");
+
+use cloud_app_security_connector::cfn::delivery::Delivery;
+use cloud_app_security_connector::handler::{Handler, Invoked, Services, Settings};
+use cloud_app_security_connector::{aws, logging};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     logging::init();
-    let services = Services::from_env().await;
-    if let Err(e) = &services {
-        tracing::error!(error = %e, "start-up failed; every request will be answered FAILED");
-    }
+    let services = match Settings::from_env() {
+        Ok(settings) => Services::new(&aws::load_config().await).map(|services| (settings, services)),
+        Err(e) => Err(e),
+    };
+    let (settings, services) = match services {
+        Ok((settings, services)) => (settings, Ok(services)),
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed; every request will be answered FAILED");
+            (Settings::default(), Err(e))
+        }
+    };
     let handler = Handler {
-        responder: Responder::new()?,
+        delivery: Delivery::new()?,
+        settings,
         services,
     };
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handler.handle(event.payload, event.context.deadline()).await
+        let invoked = Invoked {
+            deadline: event.context.deadline(),
+            function_arn: Some(event.context.invoked_function_arn.clone()),
+        };
+        handler.handle(event.payload, &invoked).await
     }))
     .await
 }

@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use cloud_app_security_connector::cloud_app_security::sha256_hex;
 use lambda_runtime::tracing::subscriber::filter::LevelFilter;
@@ -232,6 +232,7 @@ async fn server_errors_are_retried_until_success() {
 
 #[tokio::test]
 async fn a_401_fails_at_once_naming_it_and_never_the_token() {
+    logs();
     let env = Env::new().await;
     let token = unique("secret-token-");
     let cas = Recorder::with(|_, _| Reply::json(401, r#"{"message": "Invalid token"}"#));
@@ -248,11 +249,14 @@ async fn a_401_fails_at_once_naming_it_and_never_the_token() {
     let logged = logs();
     assert!(logged.contains("HTTP 401"), "the failure is logged");
     assert!(!logged.contains(&token), "the token reached the logs");
-    let key = env.secret_value(&env.secret_name()).await.unwrap();
-    assert!(
-        !logged.contains(key["SecretAccessKey"].as_str().unwrap()),
-        "the key reached the logs"
-    );
+    let sent = cas.requests()[0].json();
+    let key = sent["secretAccessKey"].as_str().unwrap();
+    assert!(!logged.contains(key), "the key reached the logs");
+    // CloudFormation's rollback Delete of the failed Create leaves nothing behind.
+    let props = env.callback_props(&cas, json!({"token": token}), json!({})).await;
+    assert_success(&env.delete(r["PhysicalResourceId"].as_str().unwrap(), props).await);
+    assert!(!env.user_exists(&env.user_name()).await);
+    assert_eq!(env.secret_pending_deletion(&env.secret_name()).await, Some(true));
 }
 
 #[tokio::test]
@@ -264,7 +268,7 @@ async fn a_stand_in_that_never_answers_fails_before_the_deadline() {
     event["ResourceProperties"] = env.callback_props(&cas, json!({"token": "t-hang"}), json!({})).await;
     let timeout = Duration::from_secs(14);
     let started = Instant::now();
-    env.handler.handle(event, SystemTime::now() + timeout).await.unwrap();
+    env.invoke(event, timeout).await;
     let answered = started.elapsed();
     let response = env.recorder.requests().pop().unwrap().json();
     assert_failed(&response, "registering the connector with Cloud App Security");
@@ -396,10 +400,7 @@ async fn an_organization_rollout_gets_every_account_through_the_rate_limit() {
     }
     let timed = accounts.iter().zip(events).map(|(env, event)| async move {
         let t0 = Instant::now();
-        env.handler
-            .handle(event, SystemTime::now() + Duration::from_secs(240))
-            .await
-            .unwrap();
+        env.invoke(event, Duration::from_secs(240)).await;
         (t0.elapsed(), env.recorder.requests().pop().unwrap().json())
     });
     let results = futures::future::join_all(timed).await;

@@ -105,6 +105,7 @@ async fn secret_access_key(endpoint: &str, secret: &str) -> String {
     let value = sm
         .get_secret_value()
         .secret_id(secret)
+        .version_stage("AWSCURRENT")
         .send()
         .await
         .expect("secret exists");

@@ -3,7 +3,7 @@
 
 mod support;
 
-use cloud_app_security_connector::provision::ports::Iam;
+use cloud_app_security_connector::ports::UserPolicies;
 use serde_json::{json, Value};
 use support::env::{assert_failed, assert_success, Env};
 
@@ -143,8 +143,10 @@ async fn update_adds_and_removes_security_configuration() {
     );
 }
 
+/// Portal mode: the previous key stays active, recorded as awaiting a paste, so the connector
+/// keeps working until a person pastes the new one.
 #[tokio::test]
-async fn a_new_key_version_rotates_the_key() {
+async fn a_new_key_version_rotates_the_key_and_keeps_the_previous_one_for_the_paste() {
     let env = Env::new().await;
     let v1 = env.props(json!({}));
     let v2 = env.props(json!({"KeyVersion": "2"}));
@@ -152,17 +154,20 @@ async fn a_new_key_version_rotates_the_key() {
     let old = env.keys(&env.user_name()).await;
     let r = env.update(&env.physical_id(), v1, v2.clone()).await;
     assert_success(&r);
-    let new = env.keys(&env.user_name()).await;
-    assert_eq!(new.len(), 1);
-    assert_ne!(new, old, "a new key");
-    assert_eq!(
-        env.secret_value(&env.secret_name()).await.unwrap()["AccessKeyId"],
-        new[0]
-    );
-    assert_eq!(r["Data"]["AccessKeyId"], new[0]);
+    let stored = env.secret_value(&env.secret_name()).await.unwrap();
+    let new = stored["AccessKeyId"].as_str().unwrap().to_owned();
+    assert_ne!(std::slice::from_ref(&new), old.as_slice(), "a new key");
+    assert_eq!(stored["Bookkeeping"]["awaitingPaste"]["accessKeyId"], old[0]);
+    let mut keys = env.keys(&env.user_name()).await;
+    keys.sort();
+    let mut expected = vec![old[0].clone(), new.clone()];
+    expected.sort();
+    assert_eq!(keys, expected, "the previous key stays until the paste");
+    assert_eq!(r["Data"]["AccessKeyId"], new);
     // Lambda delivers the same Update twice: no second rotation.
     assert_success(&env.update(&env.physical_id(), env.props(json!({})), v2).await);
-    assert_eq!(env.keys(&env.user_name()).await, new);
+    assert_eq!(env.secret_value(&env.secret_name()).await.unwrap()["AccessKeyId"], new);
+    assert_eq!(env.keys(&env.user_name()).await.len(), 2);
 }
 
 #[tokio::test]
@@ -208,7 +213,7 @@ async fn create_after_delete_restores_the_secret_pending_deletion() {
 }
 
 #[tokio::test]
-async fn delete_after_a_create_that_failed_half_way_leaves_nothing() {
+async fn the_rollback_delete_of_a_create_that_failed_half_way_leaves_nothing() {
     let env = Env::new().await;
     // In the aws-cn partition the managed policies' ARNs do not exist in moto: the Create fails
     // after the user and its inline policy were made.
@@ -217,6 +222,8 @@ async fn delete_after_a_create_that_failed_half_way_leaves_nothing() {
     create["ResourceProperties"] = env.props(json!({"Connections": ["SecurityAuditing", "SecurityConfiguration"]}));
     let r = env.send(create.clone()).await;
     assert_failed(&r, "setting the user's permissions");
+    // What the failed Create made stays for CloudFormation's rollback Delete: a duplicate
+    // delivery of the Create could be using it.
     assert!(env.user_exists(&env.user_name()).await, "the half-made user is there");
     let physical = r["PhysicalResourceId"].as_str().unwrap().to_owned();
     assert_eq!(physical, env.physical_id().replace("arn:aws:", "arn:aws-cn:"));
@@ -372,10 +379,14 @@ async fn a_new_secret_name_moves_the_key_and_deletes_the_old_secret() {
     let new_secret = format!("{}-moved", env.secret_name());
     let new = env.props(json!({"SecretName": new_secret}));
     assert_success(&env.create(old.clone()).await);
+    let before = env.keys(&env.user_name()).await;
     let r = env.update(&env.physical_id(), old, new).await;
     assert_success(&r);
-    assert_eq!(env.secret_pending_deletion(&env.secret_name()).await, Some(true));
+    // Deleted at once: a restorable copy of a live key would be a leftover another deployment
+    // could adopt.
+    assert_eq!(env.secret_pending_deletion(&env.secret_name()).await, None);
     let keys = env.keys(&env.user_name()).await;
+    assert_eq!(keys, before, "the same key: a key pasted in the portal keeps working");
     assert_eq!(env.secret_value(&new_secret).await.unwrap()["AccessKeyId"], keys[0]);
 }
 

@@ -1,9 +1,11 @@
-//! AWS adapters: one module per service, each the only place that imports its SDK, and the shared
-//! client configuration (every call bounded in time).
+//! AWS adapters: one module per service, each the only place that imports its SDK and each
+//! implementing a port of `crate::ports`; plus the shared client configuration (every call
+//! bounded in time) and the reduction of SDK errors to [`CallError`]s.
 
 pub mod cloudtrail;
-mod error;
 pub mod iam;
+pub mod kms;
+pub mod probe;
 pub mod secrets_manager;
 
 use std::time::Duration;
@@ -11,11 +13,13 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
+use aws_sdk_iam::operation::RequestId;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-pub use error::AwsError;
+use crate::ports::{CallError, ErrorKind};
 
 /// Shared SDK configuration. The SDK sets no operation timeout of its own: without these a
 /// hung endpoint would hold a call until the Lambda deadline.
@@ -36,32 +40,76 @@ pub fn config_loader() -> aws_config::ConfigLoader {
         .retry_config(RetryConfig::standard().with_max_attempts(3))
 }
 
-/// Reduces an SDK error to its operation, code and message. `Display` of an SDK error says only
-/// "service error", so the code and message are read through `ProvideErrorMetadata`.
-fn call_error<E>(operation: &'static str, err: &E) -> AwsError
+/// Reduces an SDK error to one line. `kind` reads the operation's typed error variants; an
+/// `AccessDenied` (which no SDK models) is recognised by its code. An error body the SDK could
+/// not parse becomes "HTTP <status>, request id <id>", never a debug dump.
+fn call_error<E>(
+    operation: &'static str,
+    err: SdkError<E, HttpResponse>,
+    kind: impl Fn(&E) -> Option<ErrorKind>,
+) -> CallError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    match err.code() {
-        Some(code) => AwsError::new(operation, Some(code), err.message().unwrap_or_default()),
-        None => AwsError::new(operation, None, DisplayErrorContext(err).to_string()),
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let request_id = err.request_id().map(str::to_owned);
+    let unread = || match (status, &request_id) {
+        (Some(s), Some(id)) => format!("HTTP {s}, request id {id} (the error response could not be read)"),
+        (Some(s), None) => format!("HTTP {s} (the error response could not be read)"),
+        _ => "no response".to_owned(),
+    };
+    match err {
+        SdkError::ServiceError(e) => {
+            let e = e.into_err();
+            let code = e.code().map(str::to_owned);
+            let kind = kind(&e).unwrap_or_else(|| kind_of_code(code.as_deref(), status));
+            match code {
+                Some(code) => CallError::new(operation, kind, Some(&code), e.message().unwrap_or_default()),
+                None => CallError::new(operation, kind, None, unread()),
+            }
+        }
+        SdkError::TimeoutError(_) => CallError::new(operation, ErrorKind::Transient, None, "timed out"),
+        SdkError::ResponseError(_) => CallError::new(operation, kind_of_code(None, status), None, unread()),
+        other => {
+            let text = DisplayErrorContext(&other).to_string();
+            let line: String = text.lines().next().unwrap_or_default().chars().take(200).collect();
+            CallError::new(operation, ErrorKind::Transient, None, line)
+        }
     }
 }
 
-/// `Ok(None)` when the call failed with the service error `expected` recognises (a "no such
-/// entity" on a read or delete, an "already exists" on a create): an answer, not a failure.
-fn none_if<T, E, R>(
+/// The kinds every service shares, by code or status.
+fn kind_of_code(code: Option<&str>, status: Option<u16>) -> ErrorKind {
+    match (code, status) {
+        (Some(c), _) if c.starts_with("AccessDenied") || c == "UnauthorizedOperation" => ErrorKind::AccessDenied,
+        (Some("Throttling" | "ThrottlingException" | "RequestLimitExceeded"), _) => ErrorKind::Transient,
+        (None, Some(403)) => ErrorKind::AccessDenied,
+        (None, Some(s)) if s >= 500 => ErrorKind::Transient,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// `Ok(None)` when the call failed in the way `expected` recognises (a "no such entity" on a
+/// read or delete, an "already exists" on a create): an answer, not a failure.
+fn none_if<T, E>(
     operation: &'static str,
-    result: Result<T, SdkError<E, R>>,
+    result: Result<T, SdkError<E, HttpResponse>>,
     expected: impl Fn(&E) -> bool,
-) -> Result<Option<T>, AwsError>
+) -> Result<Option<T>, CallError>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     match result {
         Ok(value) => Ok(Some(value)),
-        Err(e) if e.as_service_error().is_some_and(expected) => Ok(None),
-        Err(e) => Err(call_error(operation, &e)),
+        Err(e) if e.as_service_error().is_some_and(&expected) => Ok(None),
+        Err(e) => Err(call_error(operation, e, |_| None)),
     }
+}
+
+/// A call whose output is not needed.
+fn done<T, E>(operation: &'static str, result: Result<T, SdkError<E, HttpResponse>>) -> Result<(), CallError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    result.map(drop).map_err(|e| call_error(operation, e, |_| None))
 }

@@ -13,22 +13,30 @@ use super::Envelope;
 pub const MAX_BODY: usize = 4096;
 const CUT_MARKER: &str = "[…] ";
 
+/// The answer's status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
+    /// `SUCCESS`.
     Success,
+    /// `FAILED`.
     Failed,
 }
 
 /// What the handler decided; the envelope supplies the rest of the response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
+    /// `SUCCESS` or `FAILED`.
     pub status: Status,
+    /// The `Reason` a person reads in the stack's events.
     pub reason: String,
+    /// The `PhysicalResourceId`.
     pub physical_id: String,
+    /// `Data`, for `Fn::GetAtt`.
     pub data: BTreeMap<String, String>,
 }
 
 impl Answer {
+    /// A `SUCCESS` with `Data`.
     pub fn success(physical_id: String, reason: &str, data: BTreeMap<String, String>) -> Answer {
         Answer {
             status: Status::Success,
@@ -38,6 +46,7 @@ impl Answer {
         }
     }
 
+    /// A `FAILED` with its `Reason`.
     pub fn failed(physical_id: String, reason: impl Into<String>) -> Answer {
         Answer {
             status: Status::Failed,

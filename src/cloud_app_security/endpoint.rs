@@ -13,28 +13,35 @@ pub const AUTHORITY_HOSTS: [&str; 3] = [
     "login.microsoftonline.us",
     "login.partner.microsoftonline.cn",
 ];
+/// The Entra authority used when the credentials name none.
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// The environment variable through which the deployer adds hosts (a relay, a sovereign cloud).
 pub const ALLOWED_HOSTS_ENV: &str = "CLOUD_APP_SECURITY_ALLOWED_HOSTS";
 
+/// Why a URL or an allow-list entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
+    /// Not a URL with a host.
     #[error("{0} is not a valid URL")]
     Invalid(String),
     #[error(
         "{0} is not an allowed host: https on *.portal.cloudappsecurity.com or *.security.microsoft.com, a host the \
          deployer listed in CLOUD_APP_SECURITY_ALLOWED_HOSTS, or http on loopback"
     )]
+    /// A tenant URL outside the allow-list (the host is named).
     ApiHostNotAllowed(String),
     #[error(
         "{0} is not an allowed Entra authority: https on login.microsoftonline.com, login.microsoftonline.us, \
          login.partner.microsoftonline.cn, a host the deployer listed in CLOUD_APP_SECURITY_ALLOWED_HOSTS, or http on \
          loopback"
     )]
+    /// An Entra authority outside the allow-list (the host is named).
     AuthorityNotAllowed(String),
+    /// User info, a query or a fragment in the URL.
     #[error("the URL must not carry credentials, a query or a fragment")]
     Extras,
     #[error("CLOUD_APP_SECURITY_ALLOWED_HOSTS: {0:?} is not a host name or .suffix")]
+    /// An entry of the deployer's list that is not a host name or `.suffix`.
     BadAllowedHost(String),
 }
 
@@ -63,6 +70,7 @@ impl AllowedHosts {
         Ok(AllowedHosts(hosts))
     }
 
+    /// The list from [`ALLOWED_HOSTS_ENV`]; empty when unset.
     pub fn from_env() -> Result<AllowedHosts, EndpointError> {
         AllowedHosts::parse(&std::env::var(ALLOWED_HOSTS_ENV).unwrap_or_default())
     }
@@ -118,7 +126,8 @@ fn parse(raw: &str) -> Result<Url, EndpointError> {
     Ok(url)
 }
 
-fn is_loopback(host: &str) -> bool {
+/// `localhost` or a loopback address: the only place plain `http` may go (tests, local runs).
+pub fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .trim_start_matches('[')

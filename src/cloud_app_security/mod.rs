@@ -1,54 +1,16 @@
-//! Cloud App Security: the call back that registers the connector, or portal mode, where a
-//! person pastes the key from the secret.
+//! Cloud App Security: where keys may be sent ([`endpoint`]), how the call back authenticates
+//! ([`credentials`]) — both pure rules — and the HTTP adapter ([`client`]). Portal mode, where a
+//! person pastes the key from the secret, needs none of them.
 
-pub mod auth;
 pub mod client;
+pub mod credentials;
 pub mod endpoint;
-pub mod retry;
 
 use aws_lc_rs::digest;
 
 /// Where a person connects the account by hand: Settings → Cloud Apps → App Connectors →
 /// Connect an app → Amazon Web Services.
 pub const PORTAL_URL: &str = "https://security.microsoft.com/cloudapps/app-connectors";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectorStatus {
-    Registered,
-    PendingPortal,
-}
-
-impl ConnectorStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectorStatus::Registered => "Registered",
-            ConnectorStatus::PendingPortal => "PendingPortal",
-        }
-    }
-}
-
-/// The connector as Cloud App Security knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Connector {
-    pub id: Option<String>,
-    pub status: ConnectorStatus,
-}
-
-impl Connector {
-    pub fn pending_portal() -> Connector {
-        Connector {
-            id: None,
-            status: ConnectorStatus::PendingPortal,
-        }
-    }
-
-    pub fn registered(id: String) -> Connector {
-        Connector {
-            id: Some(id),
-            status: ConnectorStatus::Registered,
-        }
-    }
-}
 
 /// Lowercase hex SHA-256: the connector's key is that of the `PhysicalResourceId`.
 pub fn sha256_hex(text: &str) -> String {

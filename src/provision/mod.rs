@@ -1,320 +1,287 @@
-//! Provisioning: converges the IAM user, its permissions, its access key and the secret that
-//! holds it to what the properties ask for, and removes them again. It talks to AWS only through
-//! the traits in [`ports`].
+//! Provisioning: the steps that converge the IAM user, its permissions, its access key, the
+//! secret that holds it, the trail and the registration at Cloud App Security to a [`Target`],
+//! and that remove them again. It talks to the world only through [`crate::ports`].
+//!
+//! Every step reads before it writes and is safe to repeat. What a request makes is recorded as
+//! it is made ([`Made`]), so that a request that fails — or runs out of time — can remove it.
 
 mod access_key;
-mod connector;
-mod delete;
+mod chain;
+mod converge;
+mod discover;
 mod permissions;
-pub mod ports;
+mod registration;
 mod secret;
+mod teardown;
 pub mod trail;
+mod undo;
 mod user;
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod target;
 
-use crate::aws::AwsError;
-use crate::cloud_app_security::client::CallbackError;
-use crate::cloud_app_security::Connector;
-use crate::identity::{Owner, StackArn, UserRef};
-use crate::key_material::StoredKey;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+use crate::cloud_app_security::endpoint::AllowedHosts;
+use crate::ports::{CallError, Clock, Ports, RegistryError};
 use crate::progress::Progress;
-use crate::properties::{Connection, Properties, RecoveryWindow, TrailMode};
-use ports::{Iam, SecretStore, Trails};
-use trail::{TrailState, TrailTarget};
+use crate::properties::TrailMode;
 
-pub use connector::{Callback, CallbackContext};
-pub use delete::DeleteTarget;
+pub use permissions::{auditing_policy, AUDITING_ACTIONS, CONFIGURATION_POLICIES, INLINE_POLICY_NAME};
+pub use target::{Before, Callback, Target, TrailTarget};
+pub use teardown::DeleteTarget;
+pub use trail::TrailState;
+pub use undo::Made;
 
-/// Tag on the secret naming the `KeyVersion` its key was issued for: a changed `KeyVersion`
-/// rotates the key exactly once, however often the same Update is delivered.
-pub const TAG_KEY_VERSION: &str = "cloud-app-security:key-version";
+/// Tag the previous release kept the `KeyVersion` in; read once to migrate, then removed.
+pub const LEGACY_TAG_KEY_VERSION: &str = "cloud-app-security:key-version";
+/// Tags the previous release kept the registration in; read once to migrate, then removed.
+pub const LEGACY_TAG_CONNECTOR_ID: &str = "cloud-app-security:connector-id";
+/// See [`LEGACY_TAG_CONNECTOR_ID`].
+pub const LEGACY_TAG_REGISTRATION: &str = "cloud-app-security:registration";
 
-/// Everything the resource should look like, resolved from one request.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub owner: Owner,
-    pub stack: StackArn,
-    pub user: UserRef,
-    pub physical_id: String,
-    pub connections: BTreeSet<Connection>,
-    pub boundary: Option<String>,
-    pub secret_name: String,
-    pub kms_key_id: Option<String>,
-    pub key_version: String,
-    pub tags: BTreeMap<String, String>,
-    /// Extra tags the previous properties set and these no longer do.
-    pub removed_tags: Vec<String>,
-    pub trail: TrailTarget,
-    pub connector_name: String,
-    /// Where to register the connector; `None` in portal mode.
-    pub callback: Option<Callback>,
-    /// The previous call back, when the URL changed: its registration is removed afterwards.
-    pub previous_callback: Option<(Callback, String)>,
-}
-
-impl Target {
-    pub fn new(owner: Owner, stack: StackArn, properties: &Properties, previous: Option<&Properties>) -> Target {
-        let resolved = properties.resolve(&stack.account_id);
-        let physical_id = stack.user_arn(&properties.user_path, &resolved.user_name);
-        let removed_tags = previous
-            .map(|p| {
-                p.tags
-                    .keys()
-                    .filter(|k| !properties.tags.contains_key(*k))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        Target {
-            owner,
-            user: UserRef {
-                path: properties.user_path.clone(),
-                name: resolved.user_name,
-            },
-            physical_id,
-            connections: properties.connections.clone(),
-            boundary: properties.permissions_boundary.clone(),
-            secret_name: resolved.secret_name,
-            kms_key_id: properties.secret_kms_key_id.clone(),
-            key_version: properties.key_version.clone(),
-            tags: properties.tags.clone(),
-            removed_tags,
-            trail: TrailTarget::new(properties, previous),
-            connector_name: resolved.connector_name,
-            callback: None,
-            previous_callback: None,
-            stack,
-        }
-    }
-
-    /// The ownership tags plus the deployer's, for everything this resource creates.
-    pub fn resource_tags(&self) -> BTreeMap<String, String> {
-        self.owner.tags(&self.physical_id, &self.tags)
-    }
+/// The connector as Cloud App Security knows it, for `Data`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connector {
+    /// Registered by the call back, with its id.
+    Registered(String),
+    /// Portal mode: a person pastes the key.
+    PendingPortal,
 }
 
 /// What a converge produced: the values `Data` is built from. Never key material.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Provisioned {
+    /// The user's name.
     pub user_name: String,
+    /// The user's ARN.
     pub user_arn: String,
+    /// The stored key's id.
     pub access_key_id: String,
+    /// The secret's ARN.
     pub secret_arn: String,
+    /// The trail Cloud App Security reads.
     pub trail: TrailState,
+    /// The registration.
     pub connector: Connector,
+    /// Whether the stored key was proven to work (`None`: not checked, nothing changed or
+    /// `VerifyKey` is off).
+    pub key_verified: Option<bool>,
 }
 
+/// What kind of thing was found to belong to someone else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An IAM user.
+    User,
+    /// A Secrets Manager secret.
+    Secret,
+    /// A CloudTrail trail.
+    Trail,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::User => "IAM user",
+            Kind::Secret => "secret",
+            Kind::Trail => "trail",
+        })
+    }
+}
+
+/// Why provisioning failed. Each message names the step, the resource and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
+    /// A user, secret or trail of the same name that this resource does not own.
     #[error(
-        "IAM user {0} already exists and is not managed by this resource (its cloud-app-security:stack-id and \
+        "{kind} {name} already exists and is not managed by this resource (its cloud-app-security:stack-id and \
          cloud-app-security:logical-id tags do not name this stack and resource); it was left untouched"
     )]
-    ForeignUser(String),
-    #[error(
-        "secret {0} already exists and is not managed by this resource (its cloud-app-security:stack-id and \
-         cloud-app-security:logical-id tags do not name this stack and resource); it was left untouched"
-    )]
-    ForeignSecret(String),
-    #[error(
-        "trail {0} already exists and is not managed by this resource (its cloud-app-security:stack-id and \
-         cloud-app-security:logical-id tags do not name this stack and resource); it was left untouched"
-    )]
-    ForeignTrail(String),
+    Foreign {
+        /// What it is.
+        kind: Kind,
+        /// Its name.
+        name: String,
+    },
+    /// A trail must be created and no bucket was given.
     #[error(
         "TrailBucket is required: TrailMode {0:?} needs a trail to be created (no multi-region trail that is \
-         logging was found to reuse); nothing was created"
+         logging and records management events was found to reuse); nothing was created"
     )]
     TrailBucketMissing(TrailMode),
+    /// CloudTrail cannot deliver to the bucket.
     #[error(
         "{step}: CloudTrail cannot deliver to bucket {bucket}: {source} (the bucket must exist and its policy must \
          allow cloudtrail.amazonaws.com s3:GetBucketAcl on the bucket and s3:PutObject on AWSLogs/<account>/*, \
          with aws:SourceArn naming the trail)",
         step = steps::TRAIL
     )]
-    TrailBucketRejected { bucket: String, source: AwsError },
+    TrailBucketRejected {
+        /// The bucket.
+        bucket: String,
+        /// CloudTrail's answer.
+        source: CallError,
+    },
+    /// The API credentials secret cannot be used.
     #[error("CloudAppSecurityCredentials: {0}")]
     Credentials(String),
+    /// The call back failed.
     #[error("{step}: {0}", step = steps::CALLBACK)]
-    Callback(CallbackError),
+    Callback(RegistryError),
+    /// A secret that must not receive the key.
+    #[error("secret {name} {problem}; the key was not written to it")]
+    UnsafeSecret {
+        /// The secret.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A rotation was asked for while the previous one waits for a paste.
+    #[error(
+        "{step}: key {pending} waits to be pasted into Cloud App Security (stored in {secret} since {since}); a new \
+         rotation starts only after the switch is seen or the grace period ends. Paste the key from the secret, or \
+         delete the previous key {previous} yourself (aws iam delete-access-key --user-name {user} --access-key-id \
+         {previous}) if it must go now, then retry",
+        step = steps::ACCESS_KEY
+    )]
+    PastePending {
+        /// The key waiting to be pasted.
+        pending: String,
+        /// The key still in use.
+        previous: String,
+        /// The user.
+        user: String,
+        /// The secret.
+        secret: String,
+        /// Since when (RFC 3339).
+        since: String,
+    },
+    /// Both access-key slots are taken by keys that must not be deleted.
+    #[error(
+        "{step}: IAM user {user} already has two access keys that are in use or being issued by another \
+         invocation; retry once it finished",
+        step = steps::ACCESS_KEY
+    )]
+    KeySlotsTaken {
+        /// The user.
+        user: String,
+    },
+    /// Another invocation changed the key at the same time, to something this request does not want.
+    #[error(
+        "{step}: another invocation changed the key in secret {secret} at the same time; nothing of this request \
+         was kept — retry",
+        step = steps::SECRET
+    )]
+    ConcurrentChange {
+        /// The secret.
+        secret: String,
+    },
+    /// `Delete` stripped the user but IAM keeps it while it is in groups.
+    #[error(
+        "{step}: IAM user {user} is a member of {groups}, added outside this stack; it has no key and no policy left, \
+         but IAM deletes a user only outside every group. Remove it ({commands}), then retry the delete",
+        step = steps::DELETE_USER,
+        groups = groups.join(", "),
+        commands = groups.iter().map(|g| format!("aws iam remove-user-from-group --user-name {user} --group-name {g}")).collect::<Vec<_>>().join("; ")
+    )]
+    InGroups {
+        /// The user.
+        user: String,
+        /// The groups.
+        groups: Vec<String>,
+    },
+    /// An AWS call failed.
     #[error("{step}: {source}")]
-    Aws {
+    Call {
+        /// The step.
         step: &'static str,
+        /// The call's error.
         #[source]
-        source: AwsError,
+        source: CallError,
     },
 }
 
 /// Attaches the step name to an AWS failure.
-trait InStep<T> {
+pub(crate) trait InStep<T> {
     fn in_step(self, step: &'static str) -> Result<T, ProvisionError>;
 }
 
-impl<T> InStep<T> for Result<T, AwsError> {
+impl<T> InStep<T> for Result<T, CallError> {
     fn in_step(self, step: &'static str) -> Result<T, ProvisionError> {
-        self.map_err(|source| ProvisionError::Aws { step, source })
+        self.map_err(|source| ProvisionError::Call { step, source })
     }
+}
+
+/// Both results, or the first error. For branches that write: `futures::try_join!` would drop
+/// the other branch in the middle of its writes when one fails, leaving what it did unrecorded;
+/// `futures::join!` lets both finish, then this picks the outcome.
+pub(crate) fn both<A, B, E>(a: Result<A, E>, b: Result<B, E>) -> Result<(A, B), E> {
+    Ok((a?, b?))
 }
 
 /// Step names, as the `Reason` and the deadline guard report them.
 pub mod steps {
+    /// Discovery.
     pub const DISCOVER: &str = "reading the existing user, secret and trails";
+    /// The user.
     pub const USER: &str = "creating or updating the IAM user";
+    /// The permissions.
     pub const PERMISSIONS: &str = "setting the user's permissions";
+    /// The access key.
     pub const ACCESS_KEY: &str = "issuing the access key";
+    /// The secret.
     pub const SECRET: &str = "storing the key in Secrets Manager";
+    /// The previous secret, after a `SecretName` change.
     pub const OLD_SECRET: &str = "deleting the previous secret";
+    /// Delete: the user.
     pub const DELETE_USER: &str = "deleting the IAM user";
+    /// Delete: the secret.
     pub const DELETE_SECRET: &str = "deleting the secret";
+    /// The trail.
     pub const TRAIL: &str = "ensuring the CloudTrail trail";
+    /// Delete: the trail.
     pub const DELETE_TRAIL: &str = "deleting the trail";
+    /// The API credentials.
     pub const CREDENTIALS: &str = "reading the Cloud App Security credentials";
+    /// The call back.
     pub const CALLBACK: &str = "registering the connector with Cloud App Security";
+    /// Retiring old keys.
+    pub const RETIRE: &str = "retiring the previous access key";
+    /// Scheduled rotation's settings.
+    pub const ROTATION: &str = "configuring scheduled rotation";
+    /// Verifying the key.
+    pub const VERIFY: &str = "verifying the new key";
+    /// Undoing a failed request.
+    pub const UNDO: &str = "removing what the failed request made";
 }
 
-/// What the IAM chain produced, before the call back and the old key's retirement.
-struct Identity {
-    user_arn: String,
-    /// The key in the secret: just issued, or the stored one kept.
-    key: StoredKey,
-    keys: access_key::Keys,
-    secret_arn: String,
-    /// The secret's tags before this request.
-    secret_tags: ports::Tags,
+/// What a request brings from outside the properties.
+pub struct Context<'a> {
+    /// CloudFormation's `RequestId` (or rotation's token): idempotency tokens derive from it.
+    pub request_id: &'a str,
+    /// Hosts the deployer allowed for the call back.
+    pub allowed: &'a AllowedHosts,
+    /// When the call back and the key verification must stop retrying.
+    pub deadline: Instant,
+    /// The function's own ARN (for scheduled rotation), when known.
+    pub function_arn: Option<&'a str>,
 }
 
-/// The provisioning engine over IAM, Secrets Manager and CloudTrail implementations.
-pub struct Provisioner<'a, I, S, T> {
-    pub iam: &'a I,
-    pub secrets: &'a S,
-    pub trails: &'a T,
+/// The provisioning engine over a bundle of ports.
+pub struct Provisioner<'a, P> {
+    /// The ports.
+    pub ports: &'a P,
+    /// The current step, for the deadline guard.
     pub progress: &'a Progress,
-    pub callback: CallbackContext<'a>,
+    /// The request's context.
+    pub context: Context<'a>,
 }
 
-impl<I: Iam, S: SecretStore, T: Trails> Provisioner<'_, I, S, T> {
-    /// Creates or repairs everything `target` describes. Safe to repeat.
-    pub async fn converge(&self, target: &Target) -> Result<Provisioned, ProvisionError> {
-        self.progress.set(steps::DISCOVER);
-        // Read-only discovery first, so that a foreign user, secret or trail, a missing
-        // TrailBucket or unusable API credentials fail the request before anything is written.
-        let (user, secret, trail_plan, credentials) = futures::try_join!(
-            async { self.iam.get_user(&target.user.name).await.in_step(steps::DISCOVER) },
-            async {
-                self.secrets
-                    .describe(&target.secret_name)
-                    .await
-                    .in_step(steps::DISCOVER)
-            },
-            Box::pin(trail::discover(self.trails, target)),
-            connector::credentials(self.secrets, target.callback.as_ref(), self.callback.allowed),
-        )?;
-        if let Some(user) = &user {
-            if !target.owner.owns(&user.tags) {
-                return Err(ProvisionError::ForeignUser(target.user.name.clone()));
-            }
-        }
-        let secret = secret::Existing::check(target, secret)?;
-        // The trail is independent of the IAM chain: both run at once. Boxed: the SDK's
-        // futures are large, and debug builds copy them on the stack.
-        let (identity, trail) = futures::try_join!(
-            Box::pin(self.identity(target, user, secret)),
-            Box::pin(trail::apply(self.trails, target, trail_plan)),
-        )?;
-
-        // The call back carries the stored key and the trail: it comes after both, and before
-        // the old key is deleted, so the connector never holds a dead key.
-        self.progress.set(steps::CALLBACK);
-        let registration = connector::Registration {
-            target,
-            key: &identity.key,
-            trail_arn: trail.arn.as_deref().unwrap_or_default(),
-            secret_arn: &identity.secret_arn,
-            secret_tags: &identity.secret_tags,
-        };
-        let connector = connector::register(self.secrets, &self.callback, credentials.as_ref(), registration).await?;
-
-        self.progress.set(steps::ACCESS_KEY);
-        identity
-            .keys
-            .retire_others(self.iam, target, &identity.key.access_key_id)
-            .await?;
-
-        if let Some((previous, previous_physical_id)) = &target.previous_callback {
-            connector::unregister(self.secrets, &self.callback, previous, previous_physical_id).await;
-        }
-        Ok(Provisioned {
-            user_name: target.user.name.clone(),
-            user_arn: identity.user_arn,
-            access_key_id: identity.key.access_key_id.clone(),
-            secret_arn: identity.secret_arn,
-            trail,
-            connector,
-        })
-    }
-
-    /// User → permissions → access key → secret.
-    async fn identity(
-        &self,
-        target: &Target,
-        user: Option<ports::User>,
-        secret: secret::Existing,
-    ) -> Result<Identity, ProvisionError> {
-        self.progress.set(steps::USER);
-        let user = user::converge(self.iam, target, user).await?;
-
-        self.progress.set(steps::PERMISSIONS);
-        permissions::converge(self.iam, target).await?;
-
-        self.progress.set(steps::ACCESS_KEY);
-        let secret = secret.prepare(self.secrets).await?;
-        let (stored, listed) = futures::try_join!(secret.stored_key(self.secrets), access_key::list(self.iam, target))?;
-        let mut keys = access_key::inspect(target, listed, stored.as_ref());
-        let rotate = !secret.key_version_matches(target);
-        let (key, new_key) = match (keys.plan(self.iam, target, rotate).await?, stored) {
-            (access_key::Plan::Keep, Some(stored)) => (stored, None),
-            _ => {
-                let issued = StoredKey::new(keys.issue(self.iam, target).await?, &target.user.name);
-                (issued.clone(), Some(issued))
-            }
-        };
-
-        self.progress.set(steps::SECRET);
-        let secret_tags = secret.tags();
-        let secret_arn = secret.store(self.secrets, target, new_key).await?;
-        Ok(Identity {
-            user_arn: user.arn,
-            key,
-            keys,
-            secret_arn,
-            secret_tags,
-        })
-    }
-
-    /// Removes what `target` owns. Anything already gone, or not ours, is left as it is.
-    pub async fn delete(&self, target: &DeleteTarget) -> Result<(), ProvisionError> {
-        Box::pin(delete::run(self, target)).await
-    }
-
-    /// After a `SecretName` change: deletes the previous secret if it is ours and serves this
-    /// resource (old or new physical id).
-    pub async fn delete_previous_secret(
-        &self,
-        target: &Target,
-        previous_name: &str,
-        previous_physical_id: &str,
-        window: RecoveryWindow,
-    ) -> Result<(), ProvisionError> {
-        self.progress.set(steps::OLD_SECRET);
-        let served = [previous_physical_id, target.physical_id.as_str()];
-        secret::delete_if_ours(self.secrets, &target.owner, previous_name, &served, window)
-            .await
-            .in_step(steps::OLD_SECRET)
+impl<P: Ports> Provisioner<'_, P> {
+    /// Now, from the clock port.
+    fn now(&self) -> SystemTime {
+        self.ports.clock().now()
     }
 }
-
-#[cfg(test)]
-mod fake;
-#[cfg(test)]
-mod tests;

@@ -3,10 +3,11 @@
 
 use serde_json::{json, Value};
 
-use super::ports::Iam;
-use super::{steps, InStep, ProvisionError, Target};
+use super::{steps, InStep, ProvisionError, Provisioner, Target};
+use crate::ports::{CallError, Ports, UserPolicies};
 use crate::properties::Connection;
 
+/// The inline policy's name.
 pub const INLINE_POLICY_NAME: &str = "CloudAppSecurityAuditing";
 
 /// Exactly the actions of Microsoft's procedure. `s3:PutBucketAcl` is a write on every bucket: it
@@ -26,8 +27,10 @@ pub const AUDITING_ACTIONS: [&str; 12] = [
     "s3:GetBucketLocation",
 ];
 
+/// The managed policies of `SecurityConfiguration`.
 pub const CONFIGURATION_POLICIES: [&str; 2] = ["SecurityAudit", "AWSSecurityHubReadOnlyAccess"];
 
+/// The inline policy's document.
 pub fn auditing_policy() -> Value {
     json!({
         "Version": "2012-10-17",
@@ -35,43 +38,55 @@ pub fn auditing_policy() -> Value {
     })
 }
 
-pub(super) async fn converge<I: Iam>(iam: &I, target: &Target) -> Result<(), ProvisionError> {
-    futures::try_join!(inline(iam, target), managed(iam, target)).in_step(steps::PERMISSIONS)?;
-    Ok(())
-}
-
-async fn inline<I: Iam>(iam: &I, target: &Target) -> Result<(), crate::aws::AwsError> {
-    let name = &target.user.name;
-    let wanted = target.connections.contains(&Connection::SecurityAuditing);
-    let current = iam.get_inline_policy(name, INLINE_POLICY_NAME).await?;
-    let desired = auditing_policy();
-    match (wanted, current) {
-        (true, Some(doc)) if serde_json::from_str::<Value>(&doc).ok().as_ref() == Some(&desired) => Ok(()),
-        (true, _) => {
-            iam.put_inline_policy(name, INLINE_POLICY_NAME, &desired.to_string())
-                .await
-        }
-        (false, Some(_)) => iam.delete_inline_policy(name, INLINE_POLICY_NAME).await,
-        (false, None) => Ok(()),
+impl<P: Ports> Provisioner<'_, P> {
+    /// Converges both kinds. A user this request just created has none yet: nothing is read.
+    pub(super) async fn converge_permissions(&self, target: &Target, fresh: bool) -> Result<(), ProvisionError> {
+        futures::try_join!(self.inline(target, fresh), self.managed(target, fresh)).in_step(steps::PERMISSIONS)?;
+        Ok(())
     }
-}
 
-async fn managed<I: Iam>(iam: &I, target: &Target) -> Result<(), crate::aws::AwsError> {
-    let name = &target.user.name;
-    let wanted = target.connections.contains(&Connection::SecurityConfiguration);
-    let attached = iam.list_attached_policies(name).await?;
-    let changes = CONFIGURATION_POLICIES
-        .iter()
-        .map(|policy| target.stack.managed_policy_arn(policy))
-        .map(|arn| {
-            let is_attached = attached.contains(&arn);
-            async move {
-                match (wanted, is_attached) {
-                    (true, false) => iam.attach_policy(name, &arn).await,
-                    (false, true) => iam.detach_policy(name, &arn).await,
-                    _ => Ok(()),
-                }
+    async fn inline(&self, target: &Target, fresh: bool) -> Result<(), CallError> {
+        let iam = self.ports.iam();
+        let name = &target.user.name;
+        let wanted = target.connections.contains(&Connection::SecurityAuditing);
+        let current = match fresh {
+            true => None,
+            false => iam.get_inline_policy(name, INLINE_POLICY_NAME).await?,
+        };
+        let desired = auditing_policy();
+        match (wanted, current) {
+            (true, Some(doc)) if serde_json::from_str::<Value>(&doc).ok().as_ref() == Some(&desired) => Ok(()),
+            (true, _) => {
+                iam.put_inline_policy(name, INLINE_POLICY_NAME, &desired.to_string())
+                    .await
             }
-        });
-    futures::future::try_join_all(changes).await.map(drop)
+            (false, Some(_)) => iam.delete_inline_policy(name, INLINE_POLICY_NAME).await,
+            (false, None) => Ok(()),
+        }
+    }
+
+    async fn managed(&self, target: &Target, fresh: bool) -> Result<(), CallError> {
+        let iam = self.ports.iam();
+        let name = &target.user.name;
+        let wanted = target.connections.contains(&Connection::SecurityConfiguration);
+        let attached = match (fresh, wanted) {
+            (true, false) => return Ok(()),
+            (true, true) => Vec::new(),
+            (false, _) => iam.list_attached_policies(name).await?,
+        };
+        let changes = CONFIGURATION_POLICIES
+            .iter()
+            .map(|policy| target.stack.managed_policy_arn(policy))
+            .map(|arn| {
+                let is_attached = attached.contains(&arn);
+                async move {
+                    match (wanted, is_attached) {
+                        (true, false) => iam.attach_policy(name, &arn).await,
+                        (false, true) => iam.detach_policy(name, &arn).await,
+                        _ => Ok(()),
+                    }
+                }
+            });
+        futures::future::try_join_all(changes).await.map(drop)
+    }
 }

@@ -1,157 +1,385 @@
-//! The Secrets Manager secret that holds the key: found, restored when it is a leftover of ours,
-//! written, tagged, and deleted only when it serves the resource being deleted.
+//! The secret that holds the key: found, restored when it is a leftover of ours, checked before
+//! a key goes in, written with a compare-and-swap on its `AWSCURRENT` label, tagged, and deleted
+//! only when it serves the resource being deleted.
+//!
+//! # Concurrency
+//!
+//! Lambda delivers at least once, so two invocations may change the key at the same time. The
+//! secret's `AWSCURRENT` label is the lock: a new document is added as a version (its id derived
+//! from the request and the key, so a retried write is a no-op) and then becomes current only by
+//! moving `AWSCURRENT` *from the version this invocation read* — Secrets Manager refuses the move
+//! if another invocation moved the label first. A new secret is the same race, decided by
+//! `CreateSecret`. The invocation that loses deletes the key it issued and adopts the winner's.
 
-use super::ports::{Created, SecretInfo, SecretStore};
-use super::{steps, InStep, ProvisionError, Target, TAG_KEY_VERSION};
-use crate::aws::AwsError;
-use crate::identity::{Owner, TAG_PHYSICAL_ID, TAG_STACK_ID};
-use crate::key_material::StoredKey;
+use aws_lc_rs::digest;
+
+use super::{steps, InStep, Kind, Made, ProvisionError, Provisioner, Target};
+use super::{LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_KEY_VERSION, LEGACY_TAG_REGISTRATION};
+use crate::key_material::{SecretDocument, SecretText};
+use crate::ownership::{Owner, UserRef, TAG_PHYSICAL_ID, TAG_STACK_ID};
+use crate::ports::{CallError, Created, ErrorKind, Keys, NewSecret, Ports, SecretInfo, SecretStore, Users, Version};
+use crate::ports::{CURRENT, PENDING};
 use crate::properties::RecoveryWindow;
 
-/// The secret as discovery found it, already checked for ownership.
-pub(super) struct Existing {
-    info: Option<SecretInfo>,
+/// The secret's description: what it is, for a person browsing Secrets Manager.
+pub const DESCRIPTION: &str = "Access key of the IAM user that Microsoft Defender for Cloud Apps uses to read this \
+                               account (managed by the Custom::CloudAppSecurityConnector resource)";
+/// The alias of the AWS managed key Secrets Manager uses when none is named.
+const DEFAULT_KEY_ALIAS: &str = "alias/aws/secretsmanager";
+
+/// How the target secret relates to this resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Standing {
+    /// None of that name.
+    Absent,
+    /// Ours by its tags.
+    Ours(SecretInfo),
+    /// Pending deletion with our `stack-id` tag, from any stack: a leftover of a deleted
+    /// connector, restored rather than failing for the length of the recovery window.
+    Leftover(SecretInfo),
 }
 
-impl Existing {
-    /// Ours by tags; or pending deletion with our stack-id tag (from any stack): a leftover of a
-    /// deleted connector, restored rather than failing for the length of the recovery window.
-    pub(super) fn check(target: &Target, info: Option<SecretInfo>) -> Result<Existing, ProvisionError> {
-        match &info {
-            Some(i) if target.owner.owns(&i.tags) => Ok(Existing { info }),
-            Some(i) if i.pending_deletion && i.tags.contains_key(TAG_STACK_ID) => Ok(Existing { info }),
-            Some(_) => Err(ProvisionError::ForeignSecret(target.secret_name.clone())),
-            None => Ok(Existing { info }),
+impl Standing {
+    /// Judges what discovery found; a secret of someone else fails the request.
+    pub(super) fn judge(target: &Target, info: Option<SecretInfo>) -> Result<Standing, ProvisionError> {
+        match info {
+            None => Ok(Standing::Absent),
+            Some(i) if target.owner.owns(&i.tags) => Ok(Standing::Ours(i)),
+            Some(i) if i.pending_deletion && i.tags.contains_key(TAG_STACK_ID) => Ok(Standing::Leftover(i)),
+            Some(_) => Err(ProvisionError::Foreign {
+                kind: Kind::Secret,
+                name: target.secret_name.clone(),
+            }),
         }
     }
 
-    /// Restores the secret if it is scheduled for deletion.
-    pub(super) async fn prepare<S: SecretStore>(mut self, secrets: &S) -> Result<Existing, ProvisionError> {
-        if let Some(info) = self.info.as_mut().filter(|i| i.pending_deletion) {
-            secrets.restore(&info.arn).await.in_step(steps::SECRET)?;
-            info.pending_deletion = false;
+    /// The secret's metadata, if it exists.
+    pub(super) fn info(&self) -> Option<&SecretInfo> {
+        match self {
+            Standing::Absent => None,
+            Standing::Ours(i) | Standing::Leftover(i) => Some(i),
         }
-        Ok(self)
     }
+}
 
-    /// The key the secret holds, if it holds one in our format.
-    pub(super) async fn stored_key<S: SecretStore>(&self, secrets: &S) -> Result<Option<StoredKey>, ProvisionError> {
-        let Some(info) = &self.info else { return Ok(None) };
-        let text = secrets.get_value(&info.arn).await.in_step(steps::ACCESS_KEY)?;
-        Ok(text.as_ref().and_then(StoredKey::from_secret_text))
+/// A document read from a secret, and where.
+#[derive(Clone)]
+pub(super) struct Read {
+    /// The secret's ARN.
+    pub arn: String,
+    /// The version read.
+    pub version: String,
+    /// Its document.
+    pub doc: SecretDocument,
+}
+
+/// Reads one version's document; `None` if absent or not in our format.
+pub(super) async fn read<S: SecretStore>(
+    secrets: &S,
+    arn: &str,
+    version: Version<'_>,
+) -> Result<Option<Read>, CallError> {
+    let Some(value) = secrets.get_value(arn, version).await? else {
+        return Ok(None);
+    };
+    Ok(SecretDocument::from_secret_text(&value.text).map(|doc| Read {
+        arn: arn.to_owned(),
+        version: value.version_id,
+        doc,
+    }))
+}
+
+/// The documents that may hold a key this resource can keep, best first: the secret's current
+/// one, the one it replaced (a rollback returns to it), and, after a `SecretName` change, the old
+/// secret's. A replaced document is read from the current one's records, at the current version.
+pub(super) async fn candidates<S: SecretStore>(
+    secrets: &S,
+    standing: &Standing,
+    old: Option<&SecretInfo>,
+) -> Result<Vec<Read>, ProvisionError> {
+    let current = async {
+        match standing.info() {
+            Some(i) if i.version_with(CURRENT).is_some() => read(secrets, &i.arn, Version::Staged(CURRENT)).await,
+            _ => Ok(None),
+        }
+    };
+    let moved = async {
+        match old {
+            Some(i) => read(secrets, &i.arn, Version::Staged(CURRENT)).await,
+            None => Ok(None),
+        }
+    };
+    let (current, moved) = futures::try_join!(current, moved).in_step(steps::ACCESS_KEY)?;
+    let previous = current.as_ref().and_then(|c| {
+        Some(Read {
+            arn: c.arn.clone(),
+            version: c.version.clone(),
+            doc: c.doc.restore_previous()?,
+        })
+    });
+    Ok([current, previous, moved].into_iter().flatten().collect())
+}
+
+/// A version id for a write: derived from the request, the key and what the write is for, so
+/// that Secrets Manager treats a retry of the same write as the same version.
+pub(super) fn token(request_id: &str, key_id: &str, purpose: &str) -> String {
+    let d = digest::digest(&digest::SHA256, format!("{request_id}\n{key_id}\n{purpose}").as_bytes());
+    let h: String = d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// An existing secret, and the version this invocation read as current.
+#[derive(Clone, Copy)]
+pub(super) struct At<'a> {
+    /// The secret's ARN.
+    pub arn: &'a str,
+    /// The version read as current (`None`: the secret had no value).
+    pub expected: Option<&'a str>,
+}
+
+impl<'a> At<'a> {
+    /// The secret as discovery saw it.
+    pub(super) fn of(info: &'a SecretInfo) -> At<'a> {
+        At {
+            arn: &info.arn,
+            expected: info.version_with(CURRENT),
+        }
     }
+}
 
-    /// The secret's tags as discovery found them (none if it did not exist).
-    pub(super) fn tags(&self) -> super::ports::Tags {
-        self.info.as_ref().map(|i| i.tags.clone()).unwrap_or_default()
-    }
+/// The outcome of a write.
+pub(super) enum Written {
+    /// The document is current, in this version.
+    Current {
+        /// The secret's ARN.
+        arn: String,
+        /// The new current version.
+        version: String,
+    },
+    /// Another invocation changed the secret first; nothing of this write became current.
+    Lost,
+}
 
-    /// Whether the stored key was issued for the requested `KeyVersion`.
-    pub(super) fn key_version_matches(&self, target: &Target) -> bool {
-        self.info.as_ref().and_then(|i| i.tags.get(TAG_KEY_VERSION)) == Some(&target.key_version)
-    }
-
-    /// Writes the new key (if any), then the tags. In that order: the key-version tag must never
-    /// claim a key the secret does not hold yet.
-    pub(super) async fn store<S: SecretStore>(
-        self,
-        secrets: &S,
+impl<P: Ports> Provisioner<'_, P> {
+    /// Makes `doc` the secret's current value: creates the secret, or adds a version and moves
+    /// `AWSCURRENT` to it from `expected` (the version this invocation read).
+    pub(super) async fn write_document(
+        &self,
         target: &Target,
-        new_key: Option<StoredKey>,
-    ) -> Result<String, ProvisionError> {
-        let mut tags = target.resource_tags();
-        tags.insert(TAG_KEY_VERSION.to_owned(), target.key_version.clone());
-        let info = match self.info {
-            Some(info) => info,
-            None => {
-                // A missing secret means no stored key, so a key was issued.
-                let Some(key) = &new_key else {
-                    return Err(ProvisionError::Aws {
-                        step: steps::SECRET,
-                        source: AwsError::new("secretsmanager:CreateSecret", None, "no key to store"),
-                    });
-                };
-                let kms = target.kms_key_id.as_deref();
-                match secrets
-                    .create(&target.secret_name, &key.to_secret_text(), kms, &tags)
-                    .await
-                    .in_step(steps::SECRET)?
-                {
-                    Created::New(arn) => return Ok(arn),
-                    // A duplicate delivery created it a moment ago.
-                    Created::AlreadyExists => secrets
-                        .describe(&target.secret_name)
-                        .await
-                        .in_step(steps::SECRET)?
-                        .filter(|i| target.owner.owns(&i.tags))
-                        .ok_or_else(|| ProvisionError::ForeignSecret(target.secret_name.clone()))?,
-                }
-            }
+        at: Option<At<'_>>,
+        doc: &SecretDocument,
+        purpose: &str,
+        made: &Made,
+    ) -> Result<Written, ProvisionError> {
+        let secrets = self.ports.secrets();
+        // Each write of a request gets its own version id; a retry of the same write, the same.
+        let purpose = format!("{purpose} {}", made.writes());
+        let token = token(self.context.request_id, &doc.access_key_id, &purpose);
+        let text = doc.to_secret_text();
+        let Some(At { arn, expected }) = at else {
+            return self.create_secret(target, &text, &token).await;
         };
-        if let Some(key) = &new_key {
-            secrets
-                .put_value(&info.arn, &key.to_secret_text())
-                .await
-                .in_step(steps::SECRET)?;
+        // Recorded before the calls: a call can fail after its effect took place.
+        made.staged(arn, &token);
+        match secrets.put_value(arn, &text, &token, &[PENDING]).await {
+            // A duplicate delivery of this request wrote another value under the same id first.
+            Err(e) if e.kind == ErrorKind::AlreadyExists => return Ok(Written::Lost),
+            other => other.in_step(steps::SECRET)?,
         }
-        let retag = tags.iter().any(|(k, v)| info.tags.get(k) != Some(v));
+        match secrets.move_stage(arn, CURRENT, Some(&token), expected).await {
+            Ok(()) => Ok(Written::Current {
+                arn: arn.to_owned(),
+                version: token,
+            }),
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                // Our version stays behind without a reader; take the pending label off it.
+                let _ = secrets.move_stage(arn, PENDING, None, Some(&token)).await;
+                Ok(Written::Lost)
+            }
+            Err(e) => Err(e).in_step(steps::SECRET),
+        }
+    }
+
+    async fn create_secret(&self, target: &Target, text: &SecretText, token: &str) -> Result<Written, ProvisionError> {
+        let tags = target.resource_tags();
+        let secret = NewSecret {
+            name: &target.secret_name,
+            value: text,
+            kms_key_id: target.secret_kms_key_id.as_deref(),
+            tags: &tags,
+            token,
+            description: DESCRIPTION,
+        };
+        match self.ports.secrets().create(&secret).await.in_step(steps::SECRET)? {
+            Created::New(arn) => Ok(Written::Current {
+                arn,
+                version: token.to_owned(),
+            }),
+            Created::AlreadyExists => Ok(Written::Lost),
+        }
+    }
+
+    /// Before a key goes into a secret this request did not create: no resource policy, and
+    /// the KMS key the properties name — our own secret is brought to that key, a leftover of a
+    /// deleted stack must already have it. A tag alone never earns a secret the key.
+    pub(super) async fn secure(&self, target: &Target, standing: &Standing) -> Result<(), ProvisionError> {
+        let Some(info) = standing.info() else { return Ok(()) };
+        let secrets = self.ports.secrets();
+        let (policy, same_key) = futures::try_join!(
+            async { secrets.resource_policy(&info.arn).await.in_step(steps::SECRET) },
+            self.same_kms_key(target.secret_kms_key_id.as_deref(), info.kms_key_id.as_deref()),
+        )?;
+        let unsafe_secret = |problem: String| ProvisionError::UnsafeSecret {
+            name: target.secret_name.clone(),
+            problem,
+        };
+        if policy.is_some() {
+            return Err(unsafe_secret(
+                "has a resource policy (it could grant others access); remove it (aws secretsmanager \
+                 delete-resource-policy) or choose another SecretName"
+                    .to_owned(),
+            ));
+        }
+        match (same_key, standing) {
+            (true, _) => Ok(()),
+            (false, Standing::Ours(_)) => secrets
+                .set_kms_key(&info.arn, target.secret_kms_key_id.as_deref())
+                .await
+                .in_step(steps::SECRET),
+            (false, _) => {
+                let wanted = target.secret_kms_key_id.as_deref().unwrap_or(DEFAULT_KEY_ALIAS);
+                let found = info.kms_key_id.as_deref().unwrap_or(DEFAULT_KEY_ALIAS);
+                Err(unsafe_secret(format!(
+                    "is encrypted with KMS key {found}, not {wanted} as SecretKmsKeyId says"
+                )))
+            }
+        }
+    }
+
+    /// Whether two key references (`None`: the AWS managed key) name the same key: equal
+    /// strings, or the same key once KMS resolved both.
+    pub(super) async fn same_kms_key(&self, wanted: Option<&str>, found: Option<&str>) -> Result<bool, ProvisionError> {
+        let wanted = wanted.unwrap_or(DEFAULT_KEY_ALIAS);
+        let found = found.unwrap_or(DEFAULT_KEY_ALIAS);
+        if wanted == found || found.ends_with(&format!(":{wanted}")) || wanted.ends_with(&format!(":{found}")) {
+            return Ok(true);
+        }
+        let keys = self.ports.keys();
+        let (a, b) = futures::try_join!(keys.resolve(wanted), keys.resolve(found)).in_step(steps::SECRET)?;
+        Ok(a.is_some() && a == b)
+    }
+
+    /// Brings the secret's tags and KMS key in line; removes the previous release's tags.
+    /// `info` is the secret as it was before this request's writes.
+    pub(super) async fn tidy_secret(
+        &self,
+        target: &Target,
+        info: &SecretInfo,
+        kms_done: bool,
+    ) -> Result<(), ProvisionError> {
+        let secrets = self.ports.secrets();
+        let tags = target.resource_tags();
+        let changed = tags.iter().any(|(k, v)| info.tags.get(k) != Some(v));
         let stale: Vec<String> = target
             .removed_tags
             .iter()
+            .map(String::as_str)
+            .chain([LEGACY_TAG_KEY_VERSION, LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_REGISTRATION])
             .filter(|k| info.tags.contains_key(*k))
-            .cloned()
+            .map(str::to_owned)
             .collect();
-        let kms = target
-            .kms_key_id
-            .as_deref()
-            .filter(|k| info.kms_key_id.as_deref() != Some(*k));
+        let rekey = !kms_done
+            && !self
+                .same_kms_key(target.secret_kms_key_id.as_deref(), info.kms_key_id.as_deref())
+                .await?;
         futures::try_join!(
             async {
-                match retag {
-                    true => secrets.tag(&info.arn, &tags).await,
+                if changed {
+                    secrets.tag(&info.arn, &tags).await
+                } else {
+                    Ok(())
+                }
+            },
+            async {
+                if stale.is_empty() {
+                    Ok(())
+                } else {
+                    secrets.untag(&info.arn, &stale).await
+                }
+            },
+            async {
+                match rekey {
+                    true => {
+                        secrets
+                            .set_kms_key(&info.arn, target.secret_kms_key_id.as_deref())
+                            .await
+                    }
                     false => Ok(()),
-                }
-            },
-            async {
-                match stale.is_empty() {
-                    false => secrets.untag(&info.arn, &stale).await,
-                    true => Ok(()),
-                }
-            },
-            async {
-                match kms {
-                    Some(kms) => secrets.set_kms_key(&info.arn, kms).await,
-                    None => Ok(()),
                 }
             },
         )
         .in_step(steps::SECRET)?;
-        Ok(info.arn)
+        Ok(())
     }
 }
 
-/// Deletes the secret `name` if it is ours, not already scheduled for deletion, and its
-/// physical-id tag names one of `served`: a secret another resource now uses is left alone.
-pub(super) async fn delete_if_ours<S: SecretStore>(
-    secrets: &S,
-    owner: &Owner,
-    name: &str,
-    served: &[&str],
-    window: RecoveryWindow,
-) -> Result<(), AwsError> {
-    let Some(info) = secrets.describe(name).await? else {
-        return Ok(());
-    };
-    let serves = info
-        .tags
-        .get(TAG_PHYSICAL_ID)
-        .is_some_and(|id| served.contains(&id.as_str()));
-    if !owner.owns(&info.tags) || !serves {
-        tracing::info!(secret = name, "secret is not this resource's to delete; left in place");
-        return Ok(());
+impl<P: Ports> Provisioner<'_, P> {
+    /// Deletes the secret `name` if it is ours, not already scheduled for deletion, and serves
+    /// one of `served` — or, by its physical-id tag, a user that no longer exists (a secret
+    /// restored by a request that then failed serves nothing). A secret another resource now
+    /// uses is left alone. With `read_first`, returns the document it held, for the clean-ups
+    /// that depend on it.
+    pub(super) async fn delete_secret_if_ours(
+        &self,
+        owner: &Owner,
+        name: &str,
+        served: &[&str],
+        window: RecoveryWindow,
+        read_first: bool,
+    ) -> Result<Option<SecretDocument>, CallError> {
+        let secrets = self.ports.secrets();
+        let Some(info) = secrets.describe(name).await? else {
+            return Ok(None);
+        };
+        let tag = info.tags.get(TAG_PHYSICAL_ID).map(String::as_str);
+        let serves = match tag {
+            Some(id) if served.contains(&id) => true,
+            Some(id) => !self.serves_a_live_user(owner, id).await?,
+            None => false,
+        };
+        if !owner.owns(&info.tags) || !serves || info.pending_deletion {
+            tracing::info!(secret = name, "secret is not this resource's to delete; left in place");
+            return Ok(None);
+        }
+        let doc = match read_first {
+            true => read(secrets, &info.arn, Version::Staged(CURRENT)).await?.map(|r| r.doc),
+            false => None,
+        };
+        secrets.delete(&info.arn, window).await?;
+        Ok(doc)
     }
-    if info.pending_deletion {
-        return Ok(());
+
+    /// Whether `physical_id` names a user of ours that still exists at its path.
+    async fn serves_a_live_user(&self, owner: &Owner, physical_id: &str) -> Result<bool, CallError> {
+        let Some(user) = UserRef::from_physical_id(physical_id) else {
+            return Ok(false);
+        };
+        let found = self.ports.iam().get_user(&user.name).await?;
+        Ok(found.is_some_and(|u| u.path == user.path && owner.owns(&u.tags)))
     }
-    secrets.delete(&info.arn, window).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token;
+
+    #[test]
+    fn tokens_are_uuid_shaped_stable_and_distinct() {
+        let a = token("req-1", "AKIA1", "key");
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.matches('-').count(), 4);
+        assert_eq!(a, token("req-1", "AKIA1", "key"));
+        assert_ne!(a, token("req-1", "AKIA2", "key"));
+        assert_ne!(a, token("req-1", "AKIA1", "registration"));
+    }
 }

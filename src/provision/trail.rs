@@ -2,66 +2,50 @@
 //! for a second one. Discovery is read-only and runs first; the plan is a pure decision over
 //! what discovery saw; the writes then run beside the IAM chain.
 
-use super::ports::{Tags, TrailInfo, TrailSettings, Trails};
-use super::{steps, InStep, ProvisionError, Target};
-use crate::aws::AwsError;
-use crate::identity::{Owner, TAG_PHYSICAL_ID};
-use crate::properties::{Properties, TrailMode};
+use super::{steps, InStep, Kind, ProvisionError, Target, TrailTarget};
+use crate::ownership::{Owner, TAG_PHYSICAL_ID};
+use crate::ports::{CallError, Created, ErrorKind, Tags, TrailInfo, TrailSettings, Trails};
+use crate::properties::TrailMode;
 
 /// The trail the connector reads, as reported in `Data`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrailState {
+    /// The trail's ARN; `None` when `TrailMode` is `Off`.
     pub arn: Option<String>,
+    /// Whether this resource created (and keeps) it.
     pub created: bool,
-}
-
-/// What the resource wants of CloudTrail, resolved from the properties.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrailTarget {
-    pub mode: TrailMode,
-    pub name: String,
-    pub bucket: Option<String>,
-    /// KMS key for the trail's log files. No property sets it yet; the adapter honours it.
-    pub kms_key_id: Option<String>,
-    /// The previous properties' mode and trail name, when known.
-    pub previous: Option<(TrailMode, String)>,
-}
-
-impl TrailTarget {
-    pub fn new(properties: &Properties, previous: Option<&Properties>) -> TrailTarget {
-        TrailTarget {
-            mode: properties.trail_mode,
-            name: properties.trail_name.clone(),
-            bucket: properties.trail_bucket.clone(),
-            kms_key_id: None,
-            previous: previous.map(|p| (p.trail_mode, p.trail_name.clone())),
-        }
-    }
 }
 
 /// One trail as discovery saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
+    /// What `DescribeTrails` said.
     pub trail: TrailInfo,
     /// `None` when the status could not be read (an organization trail seen from a member account).
     pub logging: Option<bool>,
+    /// Whether it records management events, reads and writes; `None` when not read or not readable.
+    pub management: Option<bool>,
     /// Read only for the trails this resource may own (its names, in its region).
     pub tags: Option<Tags>,
 }
 
+/// What to do about the trail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// `Off`: no trail is managed or reported.
     Nothing,
     /// Another qualifying trail exists: report it, change nothing about it.
     Reuse(String),
+    /// No qualifying trail and none of ours: create one.
     Create(TrailSettings),
     /// Our trail exists: repair its settings and logging.
     Adopt(Observed),
 }
 
+/// The decision over what discovery saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// The trail Cloud App Security reads.
     pub action: Action,
     /// Names of our own trails (all homed in this region) that are no longer wanted.
     pub remove: Vec<String>,
@@ -77,9 +61,10 @@ impl Plan {
 }
 
 fn qualifies(o: &Observed) -> bool {
-    // A trail whose status cannot be read counts only if it is an organization trail: the
-    // management account runs it, and a member account may not see its status.
-    o.trail.multi_region && o.trail.global_service_events && o.logging.unwrap_or(o.trail.organization)
+    // A trail whose status or selectors cannot be read counts only if it is an organization
+    // trail: the management account runs it, and a member account may not see its settings.
+    let readable_or_org = |v: Option<bool>| v.unwrap_or(o.trail.organization);
+    o.trail.multi_region && o.trail.global_service_events && readable_or_org(o.logging) && readable_or_org(o.management)
 }
 
 /// Decides what to do from what discovery saw. Pure: tested on its own.
@@ -135,7 +120,12 @@ pub fn plan(target: &TrailTarget, owner: &Owner, region: &str, seen: &[Observed]
     }
     let action = match (named, named_ours) {
         (_, Some(ours)) => Action::Adopt(ours.clone()),
-        (Some(_), None) => return Err(ProvisionError::ForeignTrail(target.name.clone())),
+        (Some(_), None) => {
+            return Err(ProvisionError::Foreign {
+                kind: Kind::Trail,
+                name: target.name.clone(),
+            })
+        }
         (None, _) => match &target.bucket {
             Some(bucket) => Action::Create(TrailSettings {
                 name: target.name.clone(),
@@ -157,37 +147,56 @@ pub(super) async fn discover<T: Trails>(trails: &T, target: &Target) -> Result<P
     }
     let region = target.stack.region.as_str();
     let listed = trails.list().await.in_step(steps::TRAIL)?;
-    let ours_by_name = |info: &TrailInfo| {
-        info.home_region == region
-            && (info.name == t.name || t.previous.as_ref().is_some_and(|(_, previous)| *previous == info.name))
-    };
-    let observe = listed.into_iter().map(|trail| async move {
-        let mine = ours_by_name(&trail);
-        let candidate = t.mode == TrailMode::Reuse && trail.multi_region && trail.global_service_events;
-        let tags = async {
-            match mine {
-                true => trails.tags(&trail.arn).await.map(Some),
-                false => Ok(None),
-            }
-        };
-        let logging = async {
-            match mine || candidate {
-                true => match trails.is_logging(&trail.arn).await {
-                    Ok(logging) => Ok(Some(logging)),
-                    Err(e) if trail.organization => {
-                        tracing::info!(trail = %trail.arn, error = %e, "organization trail status not readable; it counts");
-                        Ok(None)
-                    }
-                    Err(e) => Err(e),
-                },
-                false => Ok(None),
-            }
-        };
-        let (tags, logging) = futures::try_join!(tags, logging)?;
-        Ok::<_, AwsError>(Observed { trail, logging, tags })
-    });
+    let observe = listed.into_iter().map(|trail| observe(trails, t, region, trail));
     let seen = futures::future::try_join_all(observe).await.in_step(steps::TRAIL)?;
     plan(t, &target.owner, region, &seen)
+}
+
+/// Reads one trail's tags (when it may be ours), status and selectors (when it may be reused).
+async fn observe<T: Trails>(
+    trails: &T,
+    t: &TrailTarget,
+    region: &str,
+    trail: TrailInfo,
+) -> Result<Observed, CallError> {
+    let mine = trail.home_region == region
+        && (trail.name == t.name || t.previous.as_ref().is_some_and(|(_, previous)| *previous == trail.name));
+    let candidate = t.mode == TrailMode::Reuse && trail.multi_region && trail.global_service_events;
+    let tags = async {
+        match mine {
+            true => trails.tags(&trail.arn).await.map(Some),
+            false => Ok(None),
+        }
+    };
+    let logging = readable(&trail, mine || candidate, trails.is_logging(&trail.arn));
+    let management = readable(&trail, candidate, trails.records_management_events(&trail.arn));
+    let (tags, logging, management) = futures::try_join!(tags, logging, management)?;
+    Ok(Observed {
+        trail,
+        logging,
+        management,
+        tags,
+    })
+}
+
+/// A setting of `trail`, read only when `wanted`; an organization trail's may be unreadable
+/// from a member account, which is not an error.
+async fn readable(
+    trail: &TrailInfo,
+    wanted: bool,
+    read: impl std::future::Future<Output = Result<bool, CallError>>,
+) -> Result<Option<bool>, CallError> {
+    if !wanted {
+        return Ok(None);
+    }
+    match read.await {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if trail.organization => {
+            tracing::info!(trail = %trail.arn, error = %e, "organization trail setting not readable; it counts");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Carries out the plan.
@@ -198,17 +207,10 @@ pub(super) async fn apply<T: Trails>(trails: &T, target: &Target, plan: Plan) ->
             arn: Some(arn),
             created: false,
         },
-        Action::Create(settings) => {
-            let arn = trails
-                .create(&settings, &target.resource_tags())
-                .await
-                .map_err(|source| bucket_error(&settings.bucket, source))?;
-            trails.start_logging(&arn).await.in_step(steps::TRAIL)?;
-            TrailState {
-                arn: Some(arn),
-                created: true,
-            }
-        }
+        Action::Create(settings) => TrailState {
+            arn: Some(create(trails, target, &settings).await?),
+            created: true,
+        },
         Action::Adopt(observed) => {
             adopt(trails, target, &observed).await?;
             TrailState {
@@ -220,6 +222,37 @@ pub(super) async fn apply<T: Trails>(trails: &T, target: &Target, plan: Plan) ->
     let removals = plan.remove.iter().map(|name| trails.delete(name));
     futures::future::try_join_all(removals).await.in_step(steps::TRAIL)?;
     Ok(state)
+}
+
+/// Creates the trail and starts it. A trail of that name made a moment ago by a duplicate
+/// delivery is adopted if it is ours.
+async fn create<T: Trails>(trails: &T, target: &Target, settings: &TrailSettings) -> Result<String, ProvisionError> {
+    let created = trails
+        .create(settings, &target.resource_tags())
+        .await
+        .map_err(|source| bucket_error(&settings.bucket, source))?;
+    let arn = match created {
+        Created::New(arn) => arn,
+        Created::AlreadyExists => {
+            let listed = trails.list().await.in_step(steps::TRAIL)?;
+            let region = &target.stack.region;
+            let found = listed
+                .into_iter()
+                .find(|t| t.name == settings.name && &t.home_region == region);
+            let foreign = || ProvisionError::Foreign {
+                kind: Kind::Trail,
+                name: settings.name.clone(),
+            };
+            let trail = found.ok_or_else(foreign)?;
+            let tags = trails.tags(&trail.arn).await.in_step(steps::TRAIL)?;
+            if !target.owner.owns(&tags) {
+                return Err(foreign());
+            }
+            trail.arn
+        }
+    };
+    trails.start_logging(&arn).await.in_step(steps::TRAIL)?;
+    Ok(arn)
 }
 
 async fn adopt<T: Trails>(trails: &T, target: &Target, o: &Observed) -> Result<(), ProvisionError> {
@@ -260,15 +293,13 @@ async fn adopt<T: Trails>(trails: &T, target: &Target, o: &Observed) -> Result<(
     Ok(())
 }
 
-fn bucket_error(bucket: &str, source: AwsError) -> ProvisionError {
-    match source.code.as_deref() {
-        Some(
-            "InsufficientS3BucketPolicyException" | "S3BucketDoesNotExistException" | "InvalidS3BucketNameException",
-        ) => ProvisionError::TrailBucketRejected {
+fn bucket_error(bucket: &str, source: CallError) -> ProvisionError {
+    match source.kind {
+        ErrorKind::BucketRejected => ProvisionError::TrailBucketRejected {
             bucket: bucket.to_owned(),
             source,
         },
-        _ => ProvisionError::Aws {
+        _ => ProvisionError::Call {
             step: steps::TRAIL,
             source,
         },
@@ -283,7 +314,7 @@ pub(super) async fn delete<T: Trails>(
     physical_id: &str,
     target: &TrailTarget,
     region: &str,
-) -> Result<(), AwsError> {
+) -> Result<(), CallError> {
     if target.mode == TrailMode::Off {
         return Ok(());
     }
@@ -339,7 +370,30 @@ mod tests {
 
     fn seen(trail: TrailInfo, logging: Option<bool>, ours: bool) -> Observed {
         let tags = ours.then(|| owner().tags("arn:aws:iam::123456789012:user/cloud-app-security/u", &Tags::new()));
-        Observed { trail, logging, tags }
+        let management = logging.map(|_| true);
+        Observed {
+            trail,
+            logging,
+            management,
+            tags,
+        }
+    }
+
+    #[test]
+    fn a_trail_without_management_events_does_not_count() {
+        let mut data_only = seen(trail("data-events", REGION), Some(true), false);
+        data_only.management = Some(false);
+        let p = plan(&target(TrailMode::Reuse, Some("b")), &owner(), REGION, &[data_only]).unwrap();
+        assert!(matches!(p.action, Action::Create(_)), "{p:?}");
+        let mut org = seen(trail("org", "eu-west-1"), None, false);
+        org.trail.organization = true;
+        org.management = None;
+        let p = plan(&target(TrailMode::Reuse, None), &owner(), REGION, &[org.clone()]).unwrap();
+        assert_eq!(
+            p.action,
+            Action::Reuse(org.trail.arn),
+            "unreadable selectors of an organization trail count"
+        );
     }
 
     #[test]
@@ -449,7 +503,7 @@ mod tests {
         let foreign = seen(trail("cloud-app-security", REGION), Some(true), false);
         let err = plan(&target(TrailMode::Create, Some("b")), &owner(), REGION, &[foreign]).unwrap_err();
         assert!(
-            matches!(err, ProvisionError::ForeignTrail(ref n) if n == "cloud-app-security"),
+            matches!(err, ProvisionError::Foreign { kind: Kind::Trail, ref name } if name == "cloud-app-security"),
             "{err}"
         );
     }

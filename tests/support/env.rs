@@ -5,12 +5,14 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_iam::config::{Credentials, Region};
 use cloud_app_security_connector::aws::iam::IamAdapter;
-use cloud_app_security_connector::cfn::responder::Responder;
-use cloud_app_security_connector::cloud_app_security::endpoint::AllowedHosts;
-use cloud_app_security_connector::handler::{Handler, Services};
+use cloud_app_security_connector::cfn::delivery::Delivery;
+use cloud_app_security_connector::handler::{Handler, Invoked, Services, Settings};
 use serde_json::{json, Value};
 
 use super::{event, moto, unique, Recorder, ACCOUNT};
+
+/// The function the tests pretend to be.
+pub const FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:cas-connector";
 
 fn next() -> u64 {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -27,7 +29,7 @@ async fn config(credentials: Credentials) -> aws_config::SdkConfig {
 }
 
 pub struct Env {
-    pub handler: Handler,
+    pub handler: Handler<Services>,
     pub recorder: Recorder,
     pub iam: aws_sdk_iam::Client,
     pub sm: aws_sdk_secretsmanager::Client,
@@ -75,8 +77,12 @@ impl Env {
         let config = config(credentials).await;
         Env {
             handler: Handler {
-                responder: Responder::new().unwrap(),
-                services: Services::new(&config, AllowedHosts::default()),
+                delivery: Delivery::new().unwrap(),
+                settings: Settings {
+                    url_suffix: "amazonaws.com".into(),
+                    ..Settings::default()
+                },
+                services: Services::new(&config),
             },
             recorder: Recorder::start(),
             iam: aws_sdk_iam::Client::new(&config),
@@ -145,8 +151,7 @@ impl Env {
     /// Invokes the handler and returns the one response CloudFormation received.
     pub async fn send(&self, event: Value) -> Value {
         let before = self.recorder.requests().len();
-        let deadline = SystemTime::now() + Duration::from_secs(120);
-        self.handler.handle(event, deadline).await.expect("handler answered");
+        self.invoke(event, Duration::from_secs(120)).await;
         let got = self.recorder.requests();
         assert_eq!(got.len(), before + 1, "exactly one response per invocation");
         let response = got.last().unwrap();
@@ -158,6 +163,15 @@ impl Env {
         );
         assert!(response.body.len() <= 4096);
         response.json()
+    }
+
+    /// Invokes the handler with `timeout` left, as the function `FUNCTION`.
+    pub async fn invoke(&self, event: Value, timeout: Duration) {
+        let invoked = Invoked {
+            deadline: SystemTime::now() + timeout,
+            function_arn: Some(FUNCTION.to_owned()),
+        };
+        self.handler.handle(event, &invoked).await.expect("handler answered");
     }
 
     pub async fn create(&self, props: Value) -> Value {
@@ -225,7 +239,15 @@ impl Env {
 
     /// The secret's value, or `None` if it does not exist or is scheduled for deletion.
     pub async fn secret_value(&self, name: &str) -> Option<Value> {
-        let out = self.sm.get_secret_value().secret_id(name).send().await.ok()?;
+        // Named stage: moto answers a read without one with the first version, not AWSCURRENT.
+        let out = self
+            .sm
+            .get_secret_value()
+            .secret_id(name)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .ok()?;
         Some(serde_json::from_str(out.secret_string()?).unwrap())
     }
 

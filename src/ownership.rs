@@ -1,25 +1,33 @@
 //! Who the resource is: the stack it belongs to, its `PhysicalResourceId`, and the tags that
-//! mark what it owns.
+//! mark what it owns. Pure rules, used by every layer.
 
 use std::collections::BTreeMap;
 
+/// Tag naming the stack that owns a user, secret or trail.
 pub const TAG_STACK_ID: &str = "cloud-app-security:stack-id";
+/// Tag naming the resource (logical id) within that stack.
 pub const TAG_LOGICAL_ID: &str = "cloud-app-security:logical-id";
+/// Tag naming the `PhysicalResourceId` the thing currently serves.
 pub const TAG_PHYSICAL_ID: &str = "cloud-app-security:physical-id";
 
 /// The parts of a CloudFormation stack ARN the resource needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackArn {
+    /// `aws`, `aws-cn`, `aws-us-gov`, …
     pub partition: String,
+    /// The stack's region.
     pub region: String,
+    /// The stack's account.
     pub account_id: String,
 }
 
+/// A `StackId` that is not a stack ARN.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("StackId {0:?} is not a CloudFormation stack ARN")]
 pub struct InvalidStackId(pub String);
 
 impl StackArn {
+    /// Reads a stack ARN.
     pub fn parse(stack_id: &str) -> Result<StackArn, InvalidStackId> {
         let invalid = || InvalidStackId(stack_id.to_owned());
         let parts: Vec<&str> = stack_id.splitn(6, ':').collect();
@@ -46,6 +54,7 @@ impl StackArn {
         format!("arn:{}:iam::{}:user{path}{user_name}", self.partition, self.account_id)
     }
 
+    /// The ARN of an AWS managed policy in this partition.
     pub fn managed_policy_arn(&self, name: &str) -> String {
         format!("arn:{}:iam::aws:policy/{name}", self.partition)
     }
@@ -54,7 +63,9 @@ impl StackArn {
 /// A user ARN taken apart: the name is the last segment, the path what lies before it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRef {
+    /// The path, ending in `/`.
     pub path: String,
+    /// The user name.
     pub name: String,
 }
 
@@ -79,7 +90,9 @@ impl UserRef {
 /// The stack and logical id a request belongs to: what makes something "ours".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
+    /// The stack's ARN.
     pub stack_id: String,
+    /// The resource's logical id.
     pub logical_id: String,
 }
 

@@ -1,0 +1,26 @@
+//! `Data` for `Fn::GetAtt`: identifiers and states, never key material.
+
+use std::collections::BTreeMap;
+
+use crate::cloud_app_security::PORTAL_URL;
+use crate::provision::{Connector, Provisioned};
+
+/// The attributes of a converged resource.
+pub(super) fn of(done: &Provisioned) -> BTreeMap<String, String> {
+    let (connector_id, status) = match &done.connector {
+        Connector::Registered(id) => (id.clone(), "Registered"),
+        Connector::PendingPortal => (String::new(), "PendingPortal"),
+    };
+    BTreeMap::from([
+        ("UserName".to_owned(), done.user_name.clone()),
+        ("UserArn".to_owned(), done.user_arn.clone()),
+        ("AccessKeyId".to_owned(), done.access_key_id.clone()),
+        ("SecretArn".to_owned(), done.secret_arn.clone()),
+        ("TrailArn".to_owned(), done.trail.arn.clone().unwrap_or_default()),
+        ("TrailCreated".to_owned(), done.trail.created.to_string()),
+        ("ConnectorId".to_owned(), connector_id),
+        ("ConnectorStatus".to_owned(), status.to_owned()),
+        ("PortalUrl".to_owned(), PORTAL_URL.to_owned()),
+        ("KeyVerified".to_owned(), (done.key_verified == Some(true)).to_string()),
+    ])
+}

@@ -1,0 +1,230 @@
+//! The custom resource's lifecycle: what Create, Update and Delete each do, and the answer each
+//! gives. The protocol around it (envelope, stack check, deadline guard, panics, sending) is
+//! `crate::handler`'s; the steps are `crate::provision`'s.
+//!
+//! Create and Update run under a work deadline that leaves time, before the handler's guard,
+//! to remove what a failed or timed-out request made ([`Provisioner::undo`]).
+
+mod data;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::cfn::response::Answer;
+use crate::cfn::{Envelope, Request};
+use crate::cloud_app_security::endpoint::AllowedHosts;
+use crate::ownership::{unnamed_physical_id, Owner, StackArn, UserRef};
+use crate::ports::Ports;
+use crate::progress::Progress;
+use crate::properties::Properties;
+use crate::provision::{steps, Context, DeleteTarget, Made, ProvisionError, Provisioner, Target};
+
+/// At most this much of the remaining time is kept for undoing a failed request.
+const UNDO_BUDGET: Duration = Duration::from_secs(12);
+/// The call back and the key verification stop this long before the work deadline, so that
+/// their own error, not the deadline's, is the `Reason`.
+const CALLBACK_MARGIN: Duration = Duration::from_secs(1);
+
+/// What the handler hands the lifecycle besides the request.
+pub struct Invocation<'a> {
+    /// Hosts the deployer allowed for the call back.
+    pub allowed: &'a AllowedHosts,
+    /// The function's own ARN, when known.
+    pub function_arn: Option<&'a str>,
+    /// When the handler's deadline guard fires.
+    pub guard_at: Instant,
+}
+
+/// The physical id to answer with if the request fails or runs out of time: the one
+/// CloudFormation sent (Update, Delete), or the user ARN the properties name (Create), so the
+/// rollback Delete cleans up whatever was made.
+pub fn failure_physical_id(envelope: &Envelope, properties: Option<&Properties>) -> String {
+    if let Some(id) = envelope.physical_resource_id.as_ref().filter(|id| !id.is_empty()) {
+        return id.clone();
+    }
+    match (StackArn::parse(&envelope.stack_id), properties) {
+        (Ok(stack), Some(p)) => stack.user_arn(&p.user_path, &p.resolve(&stack.account_id).user_name),
+        _ => unnamed_physical_id(&envelope.request_id),
+    }
+}
+
+/// Runs one typed request to its answer.
+pub async fn run<P: Ports>(
+    ports: &P,
+    invocation: &Invocation<'_>,
+    progress: &Progress,
+    envelope: &Envelope,
+    request: Request,
+) -> Answer {
+    let fallback = failure_physical_id(envelope, crate::cfn::properties_of(&request));
+    let stack = match StackArn::parse(&envelope.stack_id) {
+        Ok(stack) => stack,
+        Err(e) => return Answer::failed(fallback, e.to_string()),
+    };
+    let owner = Owner {
+        stack_id: envelope.stack_id.clone(),
+        logical_id: envelope.logical_resource_id.clone(),
+    };
+    let now = Instant::now();
+    let undo_budget = UNDO_BUDGET.min(invocation.guard_at.saturating_duration_since(now) / 4);
+    let work_until = invocation.guard_at.checked_sub(undo_budget).unwrap_or(now);
+    let provisioner = Provisioner {
+        ports,
+        progress,
+        context: Context {
+            request_id: &envelope.request_id,
+            allowed: invocation.allowed,
+            deadline: work_until.checked_sub(CALLBACK_MARGIN).unwrap_or(work_until),
+            function_arn: invocation.function_arn,
+        },
+    };
+    let lifecycle = Lifecycle {
+        provisioner,
+        owner,
+        stack,
+        work_until,
+        undo_until: invocation.guard_at,
+    };
+    match request {
+        Request::Create(r) => match r.resource_properties.strict() {
+            Ok(props) => lifecycle.create(props).await,
+            Err(e) => Answer::failed(fallback, e.to_string()),
+        },
+        Request::Update(r) => match r.resource_properties.strict() {
+            Ok(props) => {
+                let old = r.old_resource_properties.lenient();
+                lifecycle.update(&r.physical_resource_id, props, old).await
+            }
+            Err(e) => Answer::failed(fallback, e.to_string()),
+        },
+        Request::Delete(r) => {
+            lifecycle
+                .delete(&r.physical_resource_id, r.resource_properties.lenient())
+                .await
+        }
+        _ => Answer::failed(fallback, format!("unsupported RequestType {:?}", envelope.request_type)),
+    }
+}
+
+struct Lifecycle<'a, P> {
+    provisioner: Provisioner<'a, P>,
+    owner: Owner,
+    stack: StackArn,
+    work_until: Instant,
+    undo_until: Instant,
+}
+
+impl<P: Ports> Lifecycle<'_, P> {
+    fn target(&self, props: &Properties, previous: Option<(&Properties, &str)>) -> Result<Target, String> {
+        Target::new(
+            self.owner.clone(),
+            self.stack.clone(),
+            props,
+            previous,
+            self.provisioner.context.allowed,
+        )
+        .map_err(|e| format!("CloudAppSecurityUrl: {e}"))
+    }
+
+    async fn create(&self, props: &Properties) -> Answer {
+        let target = match self.target(props, None) {
+            Ok(target) => target,
+            Err(reason) => return Answer::failed(failure_id(&self.stack, props), reason),
+        };
+        let made = Made::default();
+        let work = self.provisioner.converge(&target, &made);
+        match self.all_or_nothing(&target, &made, work).await {
+            Ok(done) => Answer::success(target.physical_id.clone(), "created", data::of(&done)),
+            Err(reason) => Answer::failed(target.physical_id.clone(), reason),
+        }
+    }
+
+    /// A new `UserName` is a replacement: a new user and a new physical id, and CloudFormation
+    /// deletes the old one afterwards. A new `UserPath` moves the same user. A new `SecretName`
+    /// moves the key to the new secret, and the old one is deleted once the new holds it.
+    async fn update(&self, old_physical_id: &str, props: &Properties, previous: &Properties) -> Answer {
+        let target = match self.target(props, Some((previous, old_physical_id))) {
+            Ok(target) => target,
+            Err(reason) => return Answer::failed(old_physical_id.to_owned(), reason),
+        };
+        let made = Made::default();
+        let work = async {
+            let done = self.provisioner.converge(&target, &made).await?;
+            self.provisioner.delete_previous_secret(&target).await?;
+            self.remove_abandoned(old_physical_id, &target, previous).await?;
+            Ok(done)
+        };
+        match self.all_or_nothing(&target, &made, work).await {
+            Ok(done) => Answer::success(target.physical_id.clone(), "updated", data::of(&done)),
+            // CloudFormation keeps the old physical id after a failed update.
+            Err(reason) => Answer::failed(old_physical_id.to_owned(), reason),
+        }
+    }
+
+    /// A rollback after a failed replacement names, in its old properties, a user that no
+    /// physical id CloudFormation knows points to: a duplicate delivery of the failed request
+    /// may have made it. It is removed like a Delete of that id would (only if it is ours and
+    /// serves nothing else); the user being restored is never touched.
+    async fn remove_abandoned(
+        &self,
+        old_physical_id: &str,
+        target: &Target,
+        previous: &Properties,
+    ) -> Result<(), ProvisionError> {
+        let abandoned = failure_id(&self.stack, previous);
+        if abandoned == old_physical_id || abandoned == target.physical_id {
+            return Ok(());
+        }
+        tracing::info!(abandoned = %abandoned, "removing what was made for the abandoned properties");
+        let delete = DeleteTarget::new(self.owner.clone(), self.stack.clone(), &abandoned, previous);
+        self.provisioner.delete(&delete).await
+    }
+
+    /// Runs `work` until the work deadline; if it fails or runs out of time, removes what it
+    /// made (recorded in `made`, which outlives the cancelled work).
+    async fn all_or_nothing<T>(
+        &self,
+        target: &Target,
+        made: &Made,
+        work: impl Future<Output = Result<T, ProvisionError>>,
+    ) -> Result<T, String> {
+        let reason = match tokio::time::timeout_at(self.work_until, work).await {
+            Ok(Ok(done)) => return Ok(done),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => {
+                let step = self.provisioner.progress.current();
+                tracing::error!(step, "work deadline reached; undoing what the request made");
+                format!("timed out during {step} (the function's time was nearly up)")
+            }
+        };
+        self.undo(target, made).await;
+        Err(reason)
+    }
+
+    async fn undo(&self, target: &Target, made: &Made) {
+        let undo = self.provisioner.undo(target, made);
+        if tokio::time::timeout_at(self.undo_until, undo).await.is_err() {
+            tracing::error!("undoing the failed request ran out of time");
+        }
+    }
+
+    async fn delete(&self, physical_id: &str, props: &Properties) -> Answer {
+        if UserRef::from_physical_id(physical_id).is_none() {
+            // A Create that failed before a user could be named made nothing.
+            return Answer::success(physical_id.to_owned(), "nothing to delete", BTreeMap::new());
+        }
+        let target = DeleteTarget::new(self.owner.clone(), self.stack.clone(), physical_id, props);
+        self.provisioner.progress.set(steps::DELETE_USER);
+        match self.provisioner.delete(&target).await {
+            Ok(()) => Answer::success(physical_id.to_owned(), "deleted", BTreeMap::new()),
+            Err(e) => Answer::failed(physical_id.to_owned(), e.to_string()),
+        }
+    }
+}
+
+fn failure_id(stack: &StackArn, props: &Properties) -> String {
+    stack.user_arn(&props.user_path, &props.resolve(&stack.account_id).user_name)
+}

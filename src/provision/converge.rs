@@ -1,0 +1,129 @@
+//! Create and Update: discovery, then the IAM chain beside the trail, then the secret's tags and
+//! rotation settings, the call back, and last the retirement of old keys.
+
+use tokio::time::Instant;
+
+use super::chain::KeyState;
+use super::discover::Seen;
+use super::{steps, trail, InStep, Made, ProvisionError, Provisioned, Provisioner, Target};
+use crate::ports::{KeyProbe, Ports, ProbeError, SecretStore};
+
+/// How long key verification retries while IAM propagates a new key.
+const PROBE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl<P: Ports> Provisioner<'_, P> {
+    /// Creates or repairs everything `target` describes. Safe to repeat; what it makes is
+    /// recorded in `made` for [`Provisioner::undo`].
+    pub async fn converge(&self, target: &Target, made: &Made) -> Result<Provisioned, ProvisionError> {
+        let Seen {
+            user,
+            secret,
+            old_secret,
+            trail: plan,
+            credentials,
+        } = self.discover(target).await?;
+        // The trail is independent of the IAM chain: both run at once. Boxed: the SDK's
+        // futures are large, and debug builds copy them on the stack.
+        let (chain, trail) = futures::join!(
+            Box::pin(self.chain(target, user, secret, old_secret.as_ref(), made)),
+            Box::pin(trail::apply(self.ports.trails(), target, plan)),
+        );
+        let (chain, trail) = super::both(chain, trail)?;
+        let (user, state) = chain;
+        if let Some(before) = &state.before {
+            self.tidy_secret(target, before, state.secured).await?;
+        }
+        self.configure_rotation(target, &state).await?;
+        let trail_arn = trail.arn.as_deref().unwrap_or_default();
+        let (state, connector) = self
+            .register(target, credentials.as_ref(), state, trail_arn, made)
+            .await?;
+        self.retire(target, &state).await?;
+        let key_verified = match target.verify_key {
+            true => Some(self.verify(target, &state).await),
+            false => None,
+        };
+        Ok(Provisioned {
+            user_name: target.user.name.clone(),
+            user_arn: user.arn,
+            access_key_id: state.doc.access_key_id.clone(),
+            secret_arn: state.arn.clone(),
+            trail,
+            connector,
+            key_verified,
+        })
+    }
+
+    /// Deletes the stale keys: every key that is neither stored, awaiting a paste, nor possibly
+    /// about to be stored by another invocation.
+    async fn retire(&self, target: &Target, state: &KeyState) -> Result<(), ProvisionError> {
+        self.progress.set(steps::RETIRE);
+        let awaiting = state
+            .doc
+            .bookkeeping
+            .awaiting_paste
+            .as_ref()
+            .map(|a| a.access_key_id.as_str());
+        let protected: Vec<&str> = [Some(state.doc.access_key_id.as_str()), awaiting]
+            .into_iter()
+            .flatten()
+            .collect();
+        let now = self.now();
+        let mut stale = super::access_key::stale(&state.listed, &protected, state.stored_created(now), now);
+        if let Some(replaced) = state.replaced.as_ref().filter(|id| !stale.contains(id)) {
+            stale.push(replaced.clone());
+        }
+        self.delete_keys(&target.user.name, &stale).await
+    }
+
+    /// Turns scheduled rotation on or off to match `RotationDays`.
+    async fn configure_rotation(&self, target: &Target, state: &KeyState) -> Result<(), ProvisionError> {
+        let current = state.before.as_ref().and_then(|b| b.rotation.as_ref());
+        let secrets = self.ports.secrets();
+        let days = target.rotation_days;
+        if days == 0 {
+            if current.is_some() {
+                self.progress.set(steps::ROTATION);
+                secrets.disable_rotation(&state.arn).await.in_step(steps::ROTATION)?;
+            }
+            return Ok(());
+        }
+        let Some(function) = self.context.function_arn else {
+            return Err(ProvisionError::Credentials(
+                "RotationDays needs the function's own ARN, which this invocation did not carry".to_owned(),
+            ));
+        };
+        if current.is_some_and(|(arn, d)| arn == function && *d == days) {
+            return Ok(());
+        }
+        self.progress.set(steps::ROTATION);
+        secrets
+            .enable_rotation(&state.arn, function, days)
+            .await
+            .in_step(steps::ROTATION)
+    }
+
+    /// "Test API", automated: the stored key authenticates and can make the connector's reads,
+    /// retried while IAM propagates it, until the deadline. Never fails the request.
+    pub(super) async fn verify(&self, target: &Target, state: &KeyState) -> bool {
+        self.progress.set(steps::VERIFY);
+        loop {
+            let attempt = tokio::time::timeout_at(
+                self.context.deadline,
+                self.ports.probe().probe(&state.doc, &target.connections),
+            );
+            let error = match attempt.await {
+                Ok(Ok(())) => return true,
+                Ok(Err(e)) => e,
+                Err(_) => ProbeError::Failed("the function's time ran out".to_owned()),
+            };
+            let retry =
+                matches!(error, ProbeError::NotYetValid(_)) && Instant::now() + PROBE_RETRY < self.context.deadline;
+            if !retry {
+                tracing::warn!(key = %state.doc.access_key_id, error = %error, "the stored key could not make the connector's reads");
+                return false;
+            }
+            tokio::time::sleep(PROBE_RETRY).await;
+        }
+    }
+}

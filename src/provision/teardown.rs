@@ -1,0 +1,178 @@
+//! Delete: the user (stripped of what IAM requires gone first), the secret, the trail and the
+//! registration — each only when it is ours and still serves the physical id being deleted.
+
+use std::collections::BTreeSet;
+
+use super::permissions::{CONFIGURATION_POLICIES, INLINE_POLICY_NAME};
+use super::{steps, trail, InStep, ProvisionError, Provisioner, TrailTarget};
+use crate::ownership::{Owner, StackArn, UserRef};
+use crate::ports::{AccessKeys, Attachment, Attachments, Depth, ErrorKind, Ports, UserPolicies, Users};
+use crate::properties::{Connection, Properties, RecoveryWindow};
+
+/// What one Delete request acts on.
+#[derive(Clone, Debug)]
+pub struct DeleteTarget {
+    /// Whose things may be deleted.
+    pub owner: Owner,
+    /// The stack's partition, region and account.
+    pub stack: StackArn,
+    /// The `PhysicalResourceId` being deleted.
+    pub physical_id: String,
+    /// The connections whose policies the user should hold (removed without listing first).
+    pub connections: BTreeSet<Connection>,
+    /// The secret's name and recovery window.
+    pub secret: (String, RecoveryWindow),
+    /// Whether a registration may exist (a call back is configured).
+    pub callback: bool,
+    /// The trail settings.
+    pub trail: TrailTarget,
+}
+
+impl DeleteTarget {
+    /// From the properties as far as they can be read: a Delete must never be blocked by
+    /// properties that no longer validate.
+    pub fn new(owner: Owner, stack: StackArn, physical_id: &str, properties: &Properties) -> DeleteTarget {
+        DeleteTarget {
+            secret: (
+                properties.resolve(&stack.account_id).secret_name,
+                properties.secret_recovery_window,
+            ),
+            connections: properties.connections.clone(),
+            callback: properties.cloud_app_security_url.is_some(),
+            trail: TrailTarget::new(properties, None),
+            owner,
+            stack,
+            physical_id: physical_id.to_owned(),
+        }
+    }
+}
+
+impl<P: Ports> Provisioner<'_, P> {
+    /// Removes what `target` owns. Anything already gone, or not ours, is left as it is. Every
+    /// part runs to its end: a failure of one must not leave the others undone.
+    pub async fn delete(&self, target: &DeleteTarget) -> Result<(), ProvisionError> {
+        let user = async {
+            match UserRef::from_physical_id(&target.physical_id) {
+                Some(user) => self.delete_user(target, &user).await,
+                None => Ok(()),
+            }
+        };
+        let secret = async {
+            let (name, window) = &target.secret;
+            let served = [target.physical_id.as_str()];
+            let doc = self
+                .delete_secret_if_ours(&target.owner, name, &served, *window, target.callback)
+                .await
+                .in_step(steps::DELETE_SECRET)?;
+            let books = doc.map(|d| d.bookkeeping).unwrap_or_default();
+            let current = books.registration.filter(|r| r.physical_id == target.physical_id);
+            self.unregister_all(current.into_iter().chain(books.stale_registrations).collect())
+                .await;
+            Ok(())
+        };
+        let trail = async {
+            let region = &target.stack.region;
+            trail::delete(
+                self.ports.trails(),
+                &target.owner,
+                &target.physical_id,
+                &target.trail,
+                region,
+            )
+            .await
+            .in_step(steps::DELETE_TRAIL)
+        };
+        let (user, secret, trail) = futures::join!(user, secret, trail);
+        user.and(secret).and(trail)
+    }
+
+    /// Deletes the user if it is ours and still at the path of the physical id. What this
+    /// resource made goes first, without listing; only if IAM still refuses is the rest listed.
+    async fn delete_user(&self, target: &DeleteTarget, user: &UserRef) -> Result<(), ProvisionError> {
+        self.progress.set(steps::DELETE_USER);
+        let iam = self.ports.iam();
+        let name = &user.name;
+        let Some(found) = iam.get_user(name).await.in_step(steps::DELETE_USER)? else {
+            return Ok(());
+        };
+        if !target.owner.owns(&found.tags) {
+            tracing::warn!(user = %name, "IAM user is not managed by this resource; left untouched");
+            return Ok(());
+        }
+        if found.path != user.path {
+            tracing::info!(user = %name, path = %found.path, "IAM user has moved to another path; left in place");
+            return Ok(());
+        }
+        let keys = async {
+            let keys = iam.list_access_keys(name).await?;
+            futures::future::try_join_all(keys.iter().map(|k| iam.delete_access_key(name, &k.access_key_id))).await
+        };
+        let managed = CONFIGURATION_POLICIES
+            .iter()
+            .filter(|_| target.connections.contains(&Connection::SecurityConfiguration))
+            .map(|p| target.stack.managed_policy_arn(p));
+        let managed =
+            futures::future::try_join_all(managed.map(|arn| async move { iam.detach_policy(name, &arn).await }));
+        futures::try_join!(keys, iam.delete_inline_policy(name, INLINE_POLICY_NAME), managed)
+            .in_step(steps::DELETE_USER)?;
+        self.remove_user(name).await
+    }
+
+    /// `DeleteUser`; on IAM's `DeleteConflict`, what is usually attached is listed and removed
+    /// (except group memberships, another principal's grant), then `DeleteUser` again; on a
+    /// second conflict, the rarer credentials too. Only what IAM says is left is listed.
+    pub(super) async fn remove_user(&self, name: &str) -> Result<(), ProvisionError> {
+        for depth in [Depth::Usual, Depth::Rest] {
+            match self.ports.iam().delete_user(name).await {
+                Err(e) if e.kind == ErrorKind::Conflict => self.strip(name, depth).await?,
+                other => return other.in_step(steps::DELETE_USER),
+            }
+        }
+        self.ports.iam().delete_user(name).await.in_step(steps::DELETE_USER)
+    }
+
+    /// Removes the user's attachments of one depth; fails naming the groups it cannot leave.
+    async fn strip(&self, name: &str, depth: Depth) -> Result<(), ProvisionError> {
+        let iam = self.ports.iam();
+        let attachments = iam.list_attachments(name, depth).await.in_step(steps::DELETE_USER)?;
+        let groups: Vec<String> = attachments
+            .iter()
+            .filter_map(|a| match a {
+                Attachment::Group(g) => Some(g.clone()),
+                _ => None,
+            })
+            .collect();
+        let removals = attachments
+            .iter()
+            .filter(|a| !matches!(a, Attachment::Group(_)))
+            .map(|a| iam.remove_attachment(name, a));
+        futures::future::try_join_all(removals)
+            .await
+            .in_step(steps::DELETE_USER)?;
+        match groups.is_empty() {
+            true => Ok(()),
+            false => Err(ProvisionError::InGroups {
+                user: name.to_owned(),
+                groups,
+            }),
+        }
+    }
+}
+
+impl<P: Ports> Provisioner<'_, P> {
+    /// After a `SecretName` change: deletes the previous secret at once if it is ours and serves
+    /// this resource (the old or the new physical id). The new secret holds the key by now, and a
+    /// copy left restorable for days would be a live key another deployment could adopt as a
+    /// leftover; a rollback of the move copies the key back from the new secret.
+    pub async fn delete_previous_secret(&self, target: &super::Target) -> Result<(), ProvisionError> {
+        let (Some(name), Some(before)) = (target.moved_from_secret(), &target.before) else {
+            return Ok(());
+        };
+        self.progress.set(steps::OLD_SECRET);
+        let served = [before.physical_id.as_str(), target.physical_id.as_str()];
+        self.delete_secret_if_ours(&target.owner, name, &served, RecoveryWindow::Immediate, false)
+            .await
+            .in_step(steps::OLD_SECRET)?;
+        Ok(())
+    }
+}

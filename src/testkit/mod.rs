@@ -1,0 +1,220 @@
+//! Unit-test kit: in-memory fakes of every port, as strict as AWS where it matters, with
+//! explicit failure injection ([`faults::Faults`]) and a [`World`] bundling them; and the tests
+//! that run provisioning and the lifecycle on them, the model-based test among them.
+
+pub mod clock;
+pub mod faults;
+pub mod iam;
+pub mod outside;
+pub mod secrets;
+pub mod trails;
+
+mod model;
+mod provision_tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::cloud_app_security::endpoint::AllowedHosts;
+use crate::key_material::SecretDocument;
+use crate::ownership::{Owner, StackArn};
+use crate::ports::Ports;
+use crate::progress::Progress;
+use crate::properties::Properties;
+use crate::provision::{Context, Provisioner, Target};
+
+pub const STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/cas/11111111-2222-3333-4444-555555555555";
+pub const USER: &str = "CloudAppSecurity-test";
+pub const SECRET: &str = "cloud-app-security/test";
+pub const FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:cas-connector";
+
+/// Every fake, sharing one fault plan and one clock.
+pub struct World {
+    pub faults: Arc<Faults>,
+    pub clock: clock::ManualClock,
+    pub iam: Arc<iam::FakeIam>,
+    pub secrets: secrets::FakeSecrets,
+    pub keys: outside::FakeKeys,
+    pub trails: trails::FakeTrails,
+    pub registry: outside::FakeRegistry,
+    pub probe: outside::FakeProbe,
+    pub allowed: AllowedHosts,
+    pub progress: Progress,
+}
+
+use faults::Faults;
+
+impl World {
+    pub fn new() -> World {
+        World::seeded(0, 0)
+    }
+
+    /// Calls interleave by `seed`, up to `max_yields` yields per call.
+    pub fn seeded(seed: u64, max_yields: u32) -> World {
+        let faults = Arc::new(Faults::seeded(seed, max_yields));
+        let clock = clock::ManualClock::default();
+        let iam = Arc::new(iam::FakeIam::new(faults.clone(), clock.clone()));
+        World {
+            secrets: secrets::FakeSecrets::new(faults.clone()),
+            trails: trails::FakeTrails::new(faults.clone()),
+            registry: outside::FakeRegistry::new(faults.clone()),
+            probe: outside::FakeProbe {
+                iam: iam.clone(),
+                denied: Default::default(),
+                probed: Default::default(),
+            },
+            keys: outside::FakeKeys::default(),
+            allowed: AllowedHosts::default(),
+            progress: Progress::new("test"),
+            faults,
+            clock,
+            iam,
+        }
+    }
+
+    /// A provisioner for the request `request_id`.
+    pub fn provisioner<'a>(&'a self, request_id: &'a str) -> Provisioner<'a, World> {
+        Provisioner {
+            ports: self,
+            progress: &self.progress,
+            context: Context {
+                request_id,
+                allowed: &self.allowed,
+                deadline: tokio::time::Instant::now() + Duration::from_secs(60),
+                function_arn: Some(FUNCTION),
+            },
+        }
+    }
+
+    /// The document the secret `name` holds as current.
+    pub fn stored(&self, name: &str) -> Option<SecretDocument> {
+        let secret = self.secrets.secret(name)?;
+        let text = crate::key_material::SecretText::new(secret.staged(crate::ports::CURRENT)?.to_owned());
+        SecretDocument::from_secret_text(&text)
+    }
+
+    /// The ids of the user's keys.
+    pub fn key_ids(&self, user: &str) -> Vec<String> {
+        self.iam
+            .user(user)
+            .map(|u| u.keys.into_iter().map(|k| k.access_key_id).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Ports for World {
+    type Iam = iam::FakeIam;
+    type Secrets = secrets::FakeSecrets;
+    type Keys = outside::FakeKeys;
+    type Trails = trails::FakeTrails;
+    type Registry = outside::FakeRegistry;
+    type Probe = outside::FakeProbe;
+    type Clock = clock::ManualClock;
+    fn iam(&self) -> &iam::FakeIam {
+        &self.iam
+    }
+    fn secrets(&self) -> &secrets::FakeSecrets {
+        &self.secrets
+    }
+    fn keys(&self) -> &outside::FakeKeys {
+        &self.keys
+    }
+    fn trails(&self) -> &trails::FakeTrails {
+        &self.trails
+    }
+    fn registry(&self) -> &outside::FakeRegistry {
+        &self.registry
+    }
+    fn probe(&self) -> &outside::FakeProbe {
+        &self.probe
+    }
+    fn clock(&self) -> &clock::ManualClock {
+        &self.clock
+    }
+}
+
+pub fn owner() -> Owner {
+    Owner {
+        stack_id: STACK.into(),
+        logical_id: "Connector".into(),
+    }
+}
+
+/// A CloudFormation event for `stack`.
+pub fn event(
+    stack: &str,
+    kind: &str,
+    request_id: &str,
+    physical: Option<&str>,
+    props: &Value,
+    old: Option<&Value>,
+) -> Value {
+    let mut e = json!({
+        "RequestType": kind, "ResponseURL": "http://127.0.0.1/response", "StackId": stack,
+        "RequestId": request_id, "LogicalResourceId": "Connector", "ResourceType": "Custom::CloudAppSecurityConnector",
+        "ServiceToken": FUNCTION, "ResourceProperties": props,
+    });
+    if let Some(id) = physical {
+        e["PhysicalResourceId"] = json!(id);
+    }
+    if let Some(old) = old {
+        e["OldResourceProperties"] = old.clone();
+    }
+    e
+}
+
+impl World {
+    /// Runs one request through the lifecycle, as the handler would.
+    pub async fn handle(&self, event: Value) -> crate::cfn::response::Answer {
+        let incoming = crate::cfn::Incoming::read(event).unwrap();
+        let progress = Progress::new("test");
+        let invocation = crate::lifecycle::Invocation {
+            allowed: &self.allowed,
+            function_arn: Some(FUNCTION),
+            guard_at: tokio::time::Instant::now() + Duration::from_secs(60),
+        };
+        let request = incoming.request.unwrap();
+        Box::pin(crate::lifecycle::run(
+            self,
+            &invocation,
+            &progress,
+            &incoming.envelope,
+            request,
+        ))
+        .await
+    }
+}
+
+/// Properties for the connector "test" with the trail off, plus `extra`.
+pub fn props(extra: Value) -> Properties {
+    let mut props = json!({"ConnectorName": "test", "TrailMode": "Off"});
+    props
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    Properties::parse(props.as_object().unwrap()).unwrap()
+}
+
+/// The target of a Create with [`props`].
+pub fn target(extra: Value) -> Target {
+    Target::new(
+        owner(),
+        StackArn::parse(STACK).unwrap(),
+        &props(extra),
+        None,
+        &AllowedHosts::default(),
+    )
+    .unwrap()
+}
+
+/// The target of an Update from `old` to `new` at the physical id `old` names.
+pub fn update(old: Value, new: Value) -> Target {
+    let (old, new) = (props(old), props(new));
+    let stack = StackArn::parse(STACK).unwrap();
+    let old_id = stack.user_arn(&old.user_path, &old.resolve(&stack.account_id).user_name);
+    Target::new(owner(), stack, &new, Some((&old, &old_id)), &AllowedHosts::default()).unwrap()
+}
+
+use crate::ports::Tags;

@@ -1,0 +1,294 @@
+//! In-memory Secrets Manager with versions and staging labels: `UpdateSecretVersionStage`
+//! refuses to move a label from a version that does not carry it (the compare-and-swap the
+//! function relies on), a name pending deletion cannot be created again, and a version id
+//! written twice with different values is refused.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::faults::{answer, Faults};
+use crate::key_material::SecretText;
+use crate::ports::{CallError, Created, ErrorKind, NewSecret, SecretInfo, SecretStore, SecretValue, Tags, Version};
+use crate::ports::{CURRENT, PREVIOUS};
+use crate::properties::RecoveryWindow;
+
+/// One secret.
+#[derive(Default, Clone, Debug)]
+pub struct FakeSecret {
+    pub arn: String,
+    pub tags: Tags,
+    pub pending_deletion: bool,
+    pub kms_key_id: Option<String>,
+    pub policy: Option<String>,
+    pub rotation: Option<(String, u32)>,
+    pub description: String,
+    /// Version id → (value, labels), in the order written.
+    pub versions: Vec<(String, String, Vec<String>)>,
+}
+
+impl FakeSecret {
+    /// The value staged `label`.
+    pub fn staged(&self, label: &str) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, _, stages)| stages.iter().any(|s| s == label))
+            .map(|(_, value, _)| value.as_str())
+    }
+
+    fn info(&self) -> SecretInfo {
+        SecretInfo {
+            arn: self.arn.clone(),
+            tags: self.tags.clone(),
+            pending_deletion: self.pending_deletion,
+            kms_key_id: self.kms_key_id.clone(),
+            rotation: self.rotation.clone(),
+            versions: self
+                .versions
+                .iter()
+                .map(|(id, _, stages)| (id.clone(), stages.clone()))
+                .collect(),
+        }
+    }
+
+    fn unlabel(&mut self, label: &str) {
+        for (_, _, stages) in &mut self.versions {
+            stages.retain(|s| s != label);
+        }
+    }
+}
+
+/// Secrets Manager in us-east-1 of account 123456789012.
+pub struct FakeSecrets {
+    pub secrets: Mutex<BTreeMap<String, FakeSecret>>,
+    faults: Arc<Faults>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn not_found(op: &'static str) -> CallError {
+    let message = "Secrets Manager can't find the specified secret.";
+    CallError::new(op, ErrorKind::NotFound, Some("ResourceNotFoundException"), message)
+}
+
+impl FakeSecrets {
+    pub fn new(faults: Arc<Faults>) -> FakeSecrets {
+        FakeSecrets {
+            secrets: Mutex::default(),
+            faults,
+        }
+    }
+
+    pub fn secret(&self, name: &str) -> Option<FakeSecret> {
+        lock(&self.secrets).get(name).cloned()
+    }
+
+    /// Puts a secret there, as someone else would.
+    pub fn plant(&self, name: &str, secret: FakeSecret) {
+        lock(&self.secrets).insert(name.to_owned(), secret);
+    }
+
+    fn on<T>(&self, op: &'static str, id: &str, f: impl FnOnce(&mut FakeSecret) -> T) -> Result<T, CallError> {
+        let mut secrets = lock(&self.secrets);
+        let found = secrets.iter_mut().find(|(name, s)| s.arn == id || name.as_str() == id);
+        found.map(|(_, s)| f(s)).ok_or_else(|| not_found(op))
+    }
+
+    /// A write. Like AWS, every write but `RestoreSecret` is refused while the secret is
+    /// scheduled for deletion.
+    async fn write(
+        &self,
+        op: &'static str,
+        arn: &str,
+        f: impl FnOnce(&mut FakeSecret) -> Result<(), CallError>,
+    ) -> Result<(), CallError> {
+        let after = self.faults.call(op).await?;
+        self.on(op, arn, |s| {
+            if s.pending_deletion && op != "secretsmanager:RestoreSecret" {
+                let message = "You can't perform this operation on the secret because it was marked for deletion.";
+                return Err(CallError::new(
+                    op,
+                    ErrorKind::Other,
+                    Some("InvalidRequestException"),
+                    message,
+                ));
+            }
+            f(s)
+        })??;
+        answer(after, ())
+    }
+
+    async fn set(&self, op: &'static str, arn: &str, f: impl FnOnce(&mut FakeSecret)) -> Result<(), CallError> {
+        self.write(op, arn, |s| {
+            f(s);
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl SecretStore for FakeSecrets {
+    async fn describe(&self, id: &str) -> Result<Option<SecretInfo>, CallError> {
+        self.faults.call("secretsmanager:DescribeSecret").await?;
+        Ok(self.on("secretsmanager:DescribeSecret", id, |s| s.info()).ok())
+    }
+    async fn create(&self, secret: &NewSecret<'_>) -> Result<Created<String>, CallError> {
+        let after = self.faults.call("secretsmanager:CreateSecret").await?;
+        let mut secrets = lock(&self.secrets);
+        if secrets.contains_key(secret.name) {
+            // Real AWS: ResourceExistsException, or InvalidRequestException when pending deletion.
+            return Ok(Created::AlreadyExists);
+        }
+        let arn = format!(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-AbCdEf",
+            secret.name
+        );
+        let fake = FakeSecret {
+            arn: arn.clone(),
+            tags: secret.tags.clone(),
+            kms_key_id: secret.kms_key_id.map(Into::into),
+            description: secret.description.to_owned(),
+            versions: vec![(
+                secret.token.to_owned(),
+                secret.value.expose().to_owned(),
+                vec![CURRENT.to_owned()],
+            )],
+            ..Default::default()
+        };
+        secrets.insert(secret.name.to_owned(), fake);
+        answer(after, Created::New(arn))
+    }
+    async fn restore(&self, arn: &str) -> Result<(), CallError> {
+        self.set("secretsmanager:RestoreSecret", arn, |s| s.pending_deletion = false)
+            .await
+    }
+    async fn get_value(&self, id: &str, version: Version<'_>) -> Result<Option<SecretValue>, CallError> {
+        self.faults.call("secretsmanager:GetSecretValue").await?;
+        let found = self.on("secretsmanager:GetSecretValue", id, |s| {
+            if s.pending_deletion {
+                return None;
+            }
+            let hit = s.versions.iter().find(|(vid, _, stages)| match version {
+                Version::Staged(label) => stages.iter().any(|s| s == label),
+                Version::Id(wanted) => vid == wanted,
+            });
+            hit.map(|(vid, value, _)| SecretValue {
+                version_id: vid.clone(),
+                text: SecretText::new(value.clone()),
+            })
+        });
+        Ok(found.ok().flatten())
+    }
+    async fn put_value(&self, arn: &str, value: &SecretText, token: &str, stages: &[&str]) -> Result<(), CallError> {
+        self.write("secretsmanager:PutSecretValue", arn, |s| {
+            if let Some((_, existing, _)) = s.versions.iter().find(|(id, _, _)| id == token) {
+                return match existing == value.expose() {
+                    true => Ok(()),
+                    false => Err(CallError::new(
+                        "secretsmanager:PutSecretValue",
+                        ErrorKind::AlreadyExists,
+                        Some("ResourceExistsException"),
+                        "a version with this token and another value exists",
+                    )),
+                };
+            }
+            for stage in stages {
+                s.unlabel(stage);
+            }
+            let labels = stages.iter().map(|s| (*s).to_owned()).collect();
+            s.versions.push((token.to_owned(), value.expose().to_owned(), labels));
+            Ok(())
+        })
+        .await
+    }
+    async fn move_stage(&self, arn: &str, stage: &str, to: Option<&str>, from: Option<&str>) -> Result<(), CallError> {
+        let conflict = |m: &str| {
+            CallError::new(
+                "secretsmanager:UpdateSecretVersionStage",
+                ErrorKind::Conflict,
+                Some("InvalidParameterException"),
+                m,
+            )
+        };
+        self.write("secretsmanager:UpdateSecretVersionStage", arn, |s| {
+            let holder = s
+                .versions
+                .iter()
+                .find(|(_, _, st)| st.iter().any(|l| l == stage))
+                .map(|(id, _, _)| id.clone());
+            if holder.as_deref() != from {
+                return Err(conflict(
+                    "the label is attached to another version than RemoveFromVersionId",
+                ));
+            }
+            if to.is_some_and(|to| !s.versions.iter().any(|(id, _, _)| id == to)) {
+                return Err(conflict("no such version"));
+            }
+            s.unlabel(stage);
+            if stage == CURRENT {
+                if let Some(old) = from {
+                    s.unlabel(PREVIOUS);
+                    s.versions
+                        .iter_mut()
+                        .filter(|(id, _, _)| id == old)
+                        .for_each(|(_, _, st)| st.push(PREVIOUS.into()));
+                }
+            }
+            s.versions
+                .iter_mut()
+                .filter(|(id, _, _)| Some(id.as_str()) == to)
+                .for_each(|(_, _, st)| st.push(stage.into()));
+            Ok(())
+        })
+        .await
+    }
+    async fn resource_policy(&self, arn: &str) -> Result<Option<String>, CallError> {
+        self.faults.call("secretsmanager:GetResourcePolicy").await?;
+        self.on("secretsmanager:GetResourcePolicy", arn, |s| s.policy.clone())
+    }
+    async fn tag(&self, arn: &str, tags: &Tags) -> Result<(), CallError> {
+        self.set("secretsmanager:TagResource", arn, |s| s.tags.extend(tags.clone()))
+            .await
+    }
+    async fn untag(&self, arn: &str, keys: &[String]) -> Result<(), CallError> {
+        self.set("secretsmanager:UntagResource", arn, |s| {
+            keys.iter().for_each(|k| drop(s.tags.remove(k)))
+        })
+        .await
+    }
+    async fn set_kms_key(&self, arn: &str, kms_key_id: Option<&str>) -> Result<(), CallError> {
+        self.set("secretsmanager:UpdateSecret", arn, |s| {
+            s.kms_key_id = kms_key_id.map(Into::into)
+        })
+        .await
+    }
+    async fn set_description(&self, arn: &str, description: &str) -> Result<(), CallError> {
+        self.set("secretsmanager:UpdateSecret", arn, |s| {
+            s.description = description.into()
+        })
+        .await
+    }
+    async fn delete(&self, arn: &str, window: RecoveryWindow) -> Result<(), CallError> {
+        let after = self.faults.call("secretsmanager:DeleteSecret").await?;
+        let mut secrets = lock(&self.secrets);
+        match window {
+            RecoveryWindow::Immediate => secrets.retain(|_, s| s.arn != arn),
+            RecoveryWindow::Days(_) => secrets
+                .values_mut()
+                .filter(|s| s.arn == arn)
+                .for_each(|s| s.pending_deletion = true),
+        }
+        answer(after, ())
+    }
+    async fn enable_rotation(&self, arn: &str, function_arn: &str, days: u32) -> Result<(), CallError> {
+        self.set("secretsmanager:RotateSecret", arn, |s| {
+            s.rotation = Some((function_arn.into(), days))
+        })
+        .await
+    }
+    async fn disable_rotation(&self, arn: &str) -> Result<(), CallError> {
+        self.set("secretsmanager:CancelRotateSecret", arn, |s| s.rotation = None)
+            .await
+    }
+}
