@@ -266,3 +266,9 @@ pub fn assert_failed(response: &Value, needle: &str) {
     let reason = response["Reason"].as_str().unwrap();
     assert!(reason.contains(needle), "reason {reason:?} lacks {needle:?}");
 }
+
+/// A KMS client on the shared moto server, in moto's default account (the account of
+/// [`Env::new`]).
+pub async fn kms_client() -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::new(&config(Credentials::new("testing", "testing", None, None, "tests")).await)
+}
