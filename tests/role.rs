@@ -1,0 +1,616 @@
+//! Integration (SPEC "Deployment"): the function's role is sufficient. The whole lifecycle runs,
+//! with moto's IAM enforcement on, as a principal holding only the actions of the role's two
+//! documents in template.yaml (`ConnectorPolicy` and `ConnectorSecretsPolicy`, both branches of
+//! every `Fn::If`). The connector user's own key is then used the way Cloud App Security's
+//! "Test API" uses it: its reads work, its writes are refused.
+//!
+//! What moto evaluates (shared/TOOLING.md "IAM policy enforcement"): `Action`/`NotAction` and
+//! `Effect`, with the resource always `*` for these services, and an `Allow` whose `Condition`
+//! key the request lacks counts as a deny. So the stand-in gets the role's actions on
+//! `Resource: "*"` without conditions: this proves every call is granted by action. The role's
+//! resources and conditions are checked statically (tests/python/test_templates.py).
+//!
+//! Enforcement is server-wide, and this binary has a moto server of its own: every test that
+//! turns it on holds `ENFORCING`, and a guard turns it off again whatever happens.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_iam::config::Credentials;
+use aws_sdk_iam::config::Region;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use cloud_app_security_connector::aws::iam::IamAdapter;
+use cloud_app_security_connector::cfn::delivery::Delivery;
+use cloud_app_security_connector::handler::{Handler, Services, Settings};
+use serde_json::{json, Value};
+use serde_yaml::Value as Yaml;
+use support::env::Env;
+use support::{moto, repo, stack_id, unique, Recorder, Reply, ACCOUNT};
+
+/// The role's two policy documents in template.yaml.
+const ROLE_POLICIES: [&str; 2] = ["ConnectorPolicy", "ConnectorSecretsPolicy"];
+
+/// Tests that turn enforcement on run one at a time.
+static ENFORCING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ---------------------------------------------------------------------------------------------
+// The role's actions, from template.yaml.
+
+/// Every action the role's documents allow, sorted and without duplicates.
+fn role_actions() -> Vec<String> {
+    let path = repo().join("template.yaml");
+    let text = std::fs::read_to_string(&path).expect("read template.yaml");
+    let template: Yaml = serde_yaml::from_str(&text).expect("template.yaml is YAML");
+    let mut actions = BTreeSet::new();
+    for name in ROLE_POLICIES {
+        let statements = template["Resources"][name]["Properties"]["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{name}: no PolicyDocument.Statement list"));
+        for statement in statements.iter().flat_map(branches) {
+            let sid = statement["Sid"].as_str().unwrap_or("(no Sid)");
+            assert_eq!(
+                statement["Effect"].as_str(),
+                Some("Allow"),
+                "{name}/{sid}: the stand-in can only reproduce Allow statements"
+            );
+            assert!(
+                statement.get("NotAction").is_none(),
+                "{name}/{sid}: NotAction cannot be reproduced as a list of actions"
+            );
+            let listed: Vec<&Yaml> = match &statement["Action"] {
+                Yaml::Sequence(items) => items.iter().flat_map(branches).collect(),
+                one => branches(one),
+            };
+            assert!(!listed.is_empty(), "{name}/{sid}: no Action");
+            for action in listed {
+                let action = action
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name}/{sid}: an action that is not a string: {action:?}"));
+                actions.insert(action.to_owned());
+            }
+        }
+    }
+    actions.into_iter().collect()
+}
+
+/// A node, or both branches of an `Fn::If` around it (short `!If` or long `Fn::If`, nested
+/// ones too), with `AWS::NoValue` dropped.
+fn branches(node: &Yaml) -> Vec<&Yaml> {
+    let arms = match node {
+        Yaml::Tagged(tagged) if tagged.tag == "If" => tagged.value.as_sequence(),
+        Yaml::Mapping(m) if m.len() == 1 => m.get("Fn::If").and_then(Yaml::as_sequence),
+        _ => None,
+    };
+    match arms {
+        Some(arms) => {
+            assert_eq!(arms.len(), 3, "Fn::If takes [condition, then, else]: {node:?}");
+            arms[1..].iter().flat_map(branches).collect()
+        }
+        None if is_no_value(node) => Vec::new(),
+        None => vec![node],
+    }
+}
+
+fn is_no_value(node: &Yaml) -> bool {
+    match node {
+        Yaml::Tagged(tagged) => tagged.tag == "Ref" && tagged.value.as_str() == Some("AWS::NoValue"),
+        Yaml::Mapping(m) => m.len() == 1 && m.get("Ref").and_then(Yaml::as_str) == Some("AWS::NoValue"),
+        _ => false,
+    }
+}
+
+/// One statement granting `actions` on everything, without conditions.
+fn allow(actions: &[String]) -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+    })
+    .to_string()
+}
+
+#[test]
+fn the_role_actions_are_read_from_both_documents_and_both_branches() {
+    let actions = role_actions();
+    assert!(actions.len() > 40, "suspiciously few actions: {actions:?}");
+    for expected in [
+        // ConnectorPolicy
+        "logs:PutLogEvents",
+        "iam:CreateUser",
+        "iam:DeleteUserPolicy",
+        "cloudtrail:CreateTrail",
+        "lambda:InvokeFunction",
+        // ConnectorSecretsPolicy, the Fn::If statement's action included
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:GetSecretValue",
+        "kms:DescribeKey",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
+    assert!(
+        actions
+            .iter()
+            .all(|a| a.split_once(':').is_some_and(|(s, n)| !s.is_empty() && !n.is_empty())),
+        "every action is service:Name: {actions:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// moto's enforcement switch.
+
+/// `POST /moto-api/reset-auth` with a plain-text body: `0` enforces from the next request on,
+/// `inf` never. True when moto answered 200.
+fn reset_auth(body: &str) -> bool {
+    let Some(port) = moto().rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) else {
+        return false;
+    };
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "POST /moto-api/reset-auth HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+/// Enforcement on while it lives; off again when dropped, also when a test panics.
+struct Enforcement;
+
+impl Enforcement {
+    fn on() -> Enforcement {
+        assert!(reset_auth("0"), "moto refused to turn IAM enforcement on");
+        Enforcement
+    }
+
+    /// Off while an administrator acts with moto's default credentials; `resume` turns it back on.
+    fn pause(&self) {
+        assert!(reset_auth("inf"), "moto refused to turn IAM enforcement off");
+    }
+
+    fn resume(&self) {
+        assert!(reset_auth("0"), "moto refused to turn IAM enforcement on");
+    }
+}
+
+impl Drop for Enforcement {
+    fn drop(&mut self) {
+        // No assertion here: a panic while unwinding would abort the test binary.
+        let _ = reset_auth("inf");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Principals and state.
+
+/// A user holding exactly `policy` as its one inline policy, and an access key moto issued to it
+/// (with enforcement on, moto accepts only keys it issued). Made by `admin` with enforcement off.
+async fn principal(admin: &aws_sdk_iam::Client, name: &str, policy: String) -> Credentials {
+    admin
+        .create_user()
+        .user_name(name)
+        .send()
+        .await
+        .expect("CreateUser (admin)");
+    admin
+        .put_user_policy()
+        .user_name(name)
+        .policy_name("granted")
+        .policy_document(policy)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PutUserPolicy {name} (admin): {}", DisplayErrorContext(&e)));
+    let out = admin
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .expect("CreateAccessKey (admin)");
+    let key = out.access_key().expect("an access key");
+    Credentials::new(key.access_key_id(), key.secret_access_key(), None, None, "stand-in")
+}
+
+/// An SDK configuration for moto acting with `credentials`, as the tests' own (`support::env`).
+async fn moto_config(credentials: Credentials) -> aws_config::SdkConfig {
+    cloud_app_security_connector::aws::config_loader()
+        .endpoint_url(moto())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(credentials)
+        .load()
+        .await
+}
+
+/// An `Env` (handler, clients) acting as the principal whose key `credentials` holds, in moto's
+/// default account: with enforcement on, every call is checked against that principal's policies.
+async fn env_as(credentials: Credentials) -> Env {
+    let config = moto_config(credentials).await;
+    Env {
+        handler: Handler {
+            delivery: Delivery::new().expect("the HTTP client"),
+            settings: Settings {
+                url_suffix: "amazonaws.com".into(),
+                ..Settings::default()
+            },
+            services: Services::new(&config),
+        },
+        recorder: Recorder::start(),
+        iam: aws_sdk_iam::Client::new(&config),
+        sm: aws_sdk_secretsmanager::Client::new(&config),
+        trails: aws_sdk_cloudtrail::Client::new(&config),
+        adapter: IamAdapter::new(&config),
+        stack: stack_id(&unique("role-it-")),
+        account: ACCOUNT.to_owned(),
+        connector: unique("role"),
+    }
+}
+
+/// `props` with `changes` applied: a `null` removes the property.
+fn with(props: &Value, changes: Value) -> Value {
+    let mut out = props.clone();
+    let map = out.as_object_mut().unwrap();
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            map.remove(k);
+        } else {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// The answer must be SUCCESS; a denial names the action the role lacks.
+fn succeeded(step: &str, answer: &Value) {
+    if answer["Status"] == "SUCCESS" {
+        return;
+    }
+    let reason = answer["Reason"].as_str().unwrap_or("(no Reason)");
+    if reason.contains("AccessDenied") || reason.contains("HTTP 403") {
+        panic!("{step}: the role lacks an action the code uses. Reason: {reason}");
+    }
+    panic!("{step}: FAILED (not a denial). Reason: {reason}");
+}
+
+/// Refused: moto answers a denied call with HTTP 403 (a body the Rust SDK cannot read).
+fn is_403<T, E>(result: &Result<T, SdkError<E, HttpResponse>>) -> bool {
+    matches!(result, Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(403))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lifecycle under the role's actions.
+
+/// Runs an async test on a thread of its own with an 8 MiB stack (a Lambda main thread's). In
+/// the unoptimized test build one Update through the handler needs more than the 2 MiB of a test
+/// thread (a stack overflow, not a failure of the role); the release build needs far less.
+fn on_a_large_stack<F: Future<Output = ()> + 'static>(test: fn() -> F) {
+    let thread = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime")
+                .block_on(test())
+        })
+        .expect("spawn the test thread");
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn the_role_is_sufficient_for_the_whole_lifecycle() {
+    on_a_large_stack(lifecycle_under_the_role);
+}
+
+async fn lifecycle_under_the_role() {
+    let _serial = ENFORCING.lock().await;
+    let started = Instant::now();
+    let actions = role_actions();
+
+    // Enforcement off: moto's default credentials act as the administrator and as the stack.
+    let admin = Env::new().await;
+    let standin = principal(&admin.iam, "role-standin", allow(&actions)).await;
+    // Reads of the state the test asserts on, under enforcement; not the subject of the test.
+    let checker = env_as(principal(&admin.iam, "role-test-reader", allow(&["*".to_owned()])).await).await;
+
+    let stack_name = unique("role-it-");
+    let mut env = env_as(standin).await;
+    env.stack = stack_id(&stack_name);
+
+    // What the stack would have made before the custom resource runs.
+    let bucket = admin.bucket().await;
+    let api_credentials = admin
+        .sm
+        .create_secret()
+        .name(format!("cloud-app-security-api/{stack_name}"))
+        .secret_string(json!({"token": "tok-role-test"}).to_string())
+        .send()
+        .await
+        .expect("CreateSecret (admin)")
+        .arn()
+        .expect("a secret ARN")
+        .to_owned();
+    // The tenant: registers every PUT (unless told to refuse the next one), removes on DELETE.
+    let refuse_next_put = Arc::new(AtomicBool::new(false));
+    let refuse = refuse_next_put.clone();
+    let cas = Recorder::with(move |r, _| match r.method.as_str() {
+        "PUT" if refuse.swap(false, Ordering::SeqCst) => Reply::json(401, r#"{"error": "unauthorized"}"#),
+        "PUT" => Reply::json(200, r#"{"id": "conn-1"}"#),
+        _ => Reply::empty(204),
+    });
+    let url = format!("http://{}", cas.addr);
+
+    let user = env.user_name();
+    let secret = env.secret_name();
+    // No PermissionsBoundary, although the template always passes one: moto neither keeps a
+    // user's boundary nor implements PutUserPermissionsBoundary (HTTP 500), so every Update
+    // would fail on it. iam:PutUserPermissionsBoundary stays covered by the action list only.
+    let p0 = json!({
+        "ServiceToken": format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:{stack_name}-connector"),
+        "ServiceTimeout": "360",
+        "ConnectorName": env.connector,
+        "Connections": "SecurityAuditing,SecurityConfiguration",
+        "KeyVersion": "1",
+        "TrailMode": "Create",
+        "TrailName": "cloud-app-security",
+        "TrailBucket": bucket,
+        "CloudAppSecurityUrl": url,
+        "CloudAppSecurityCredentials": api_credentials,
+        // The verification signs with the connector user's key: checked on its own below.
+        "VerifyKey": "false",
+        "CodeVersion": "1",
+    });
+
+    let enforcement = Enforcement::on();
+    // Not vacuous: enforcement is on, and the handler's principal holds the role's actions only.
+    assert!(
+        is_403(&env.iam.list_users().send().await),
+        "iam:ListUsers (not in the role) must be refused to the stand-in"
+    );
+
+    // Create.
+    let r = env.create(p0.clone()).await;
+    succeeded("Create", &r);
+    let id0 = env.user_arn("/cloud-app-security/", &user);
+    assert_eq!(r["PhysicalResourceId"], id0);
+    assert_eq!(r["Data"]["ConnectorId"], "conn-1");
+    assert_eq!(r["Data"]["TrailCreated"], "true");
+    assert!(checker.secret_value(&secret).await.is_some(), "the key is stored");
+
+    // Updates in place: each answers SUCCESS on the same physical id.
+    let mut props = p0.clone();
+    let mut id = id0.clone();
+    for (step, changes) in [
+        ("Update KeyVersion", json!({"KeyVersion": "2"})),
+        (
+            "Update Tags (added)",
+            json!({"Tags": {"team": "security", "cost-center": "42"}}),
+        ),
+        (
+            "Update Tags (changed, one removed)",
+            json!({"Tags": [{"Key": "team", "Value": "sec-ops"}]}),
+        ),
+        (
+            "Update Connections (one removed)",
+            json!({"Connections": "SecurityAuditing"}),
+        ),
+        (
+            "Update Connections (one added)",
+            json!({"Connections": "SecurityAuditing,SecurityConfiguration"}),
+        ),
+    ] {
+        let new = with(&props, changes);
+        let r = env.update(&id, props.clone(), new.clone()).await;
+        succeeded(step, &r);
+        assert_eq!(r["PhysicalResourceId"], id, "{step}");
+        props = new;
+    }
+    assert_eq!(
+        checker.attached(&user).await,
+        vec!["AWSSecurityHubReadOnlyAccess".to_owned(), "SecurityAudit".to_owned()]
+    );
+
+    // UserPath move: a new physical id; CloudFormation's clean-up Delete of the old one leaves
+    // the moved user alone.
+    let moved = with(&props, json!({"UserPath": "/cloud-app-security/moved/"}));
+    let r = env.update(&id, props.clone(), moved.clone()).await;
+    succeeded("Update UserPath (move)", &r);
+    let id1 = env.user_arn("/cloud-app-security/moved/", &user);
+    assert_eq!(r["PhysicalResourceId"], id1);
+    succeeded(
+        "Delete of the old physical id after the move",
+        &env.delete(&id, props.clone()).await,
+    );
+    assert!(checker.user_exists(&user).await, "the moved user stays");
+    (props, id) = (moved, id1);
+
+    // UserName replacement: a new user; the clean-up Delete of the old id removes the old user.
+    let new_user = format!("CasRole-{}", env.connector);
+    let replaced = with(&props, json!({"UserName": new_user}));
+    let r = env.update(&id, props.clone(), replaced.clone()).await;
+    succeeded("Update UserName (replacement)", &r);
+    let id2 = env.user_arn("/cloud-app-security/moved/", &new_user);
+    assert_eq!(r["PhysicalResourceId"], id2);
+    succeeded(
+        "Delete of the old physical id after the replacement",
+        &env.delete(&id, props.clone()).await,
+    );
+    assert!(!checker.user_exists(&user).await, "the replaced user is gone");
+    assert!(checker.user_exists(&new_user).await);
+    (props, id) = (replaced, id2);
+
+    // SecretName change, portal mode and back, TrailMode Create → Off → Create.
+    let new_secret = format!("{secret}-moved");
+    for (step, changes) in [
+        ("Update SecretName", json!({"SecretName": new_secret})),
+        (
+            "Update to portal mode (no CloudAppSecurityUrl)",
+            json!({"CloudAppSecurityUrl": null, "CloudAppSecurityCredentials": null}),
+        ),
+        (
+            "Update back to the call back",
+            json!({"CloudAppSecurityUrl": url, "CloudAppSecurityCredentials": api_credentials}),
+        ),
+        ("Update TrailMode Off", json!({"TrailMode": "Off"})),
+        ("Update TrailMode Create", json!({"TrailMode": "Create"})),
+    ] {
+        let new = with(&props, changes);
+        let r = env.update(&id, props.clone(), new.clone()).await;
+        succeeded(step, &r);
+        assert_eq!(r["PhysicalResourceId"], id, "{step}");
+        props = new;
+    }
+    assert!(
+        checker.secret_value(&new_secret).await.is_some(),
+        "the key moved to the new secret"
+    );
+
+    // A failed Update (the tenant refuses the new key once), then CloudFormation's rollback
+    // Update back to the old properties on the same physical id.
+    refuse_next_put.store(true, Ordering::SeqCst);
+    let failing = with(&props, json!({"KeyVersion": "3"}));
+    let r = env.update(&id, props.clone(), failing.clone()).await;
+    assert_eq!(r["Status"], "FAILED", "the tenant refused the PUT: {r:#}");
+    let reason = r["Reason"].as_str().unwrap_or_default();
+    assert!(
+        !reason.contains("HTTP 403") && !reason.contains("AccessDenied"),
+        "the Update must fail on the tenant's 401, not on a denial: {reason}"
+    );
+    assert!(!refuse_next_put.load(Ordering::SeqCst), "the tenant was asked");
+    let r = env.update(&id, failing, props.clone()).await;
+    succeeded("rollback Update", &r);
+    assert_eq!(r["PhysicalResourceId"], id);
+
+    // The connector user's own key, as Cloud App Security's "Test API" uses it. moto evaluates
+    // the user's inline policy and its attached managed policies by action; it ignores
+    // permissions boundaries (in AWS the boundary caps the same key further).
+    let stored = checker.secret_value(&new_secret).await.expect("the key is stored");
+    let key = Credentials::new(
+        stored["AccessKeyId"].as_str().expect("AccessKeyId"),
+        stored["SecretAccessKey"].as_str().expect("SecretAccessKey"),
+        None,
+        None,
+        "connector-user",
+    );
+    let config = moto_config(key).await;
+    let sts = aws_sdk_sts::Client::new(&config);
+    let trails = aws_sdk_cloudtrail::Client::new(&config);
+    let iam = aws_sdk_iam::Client::new(&config);
+    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    let me = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("sts:GetCallerIdentity with the user's key");
+    assert_eq!(me.arn(), Some(id.as_str()), "the stored key is the connector user's");
+    trails
+        .describe_trails()
+        .send()
+        .await
+        .expect("cloudtrail:DescribeTrails with the user's key");
+    iam.list_users()
+        .send()
+        .await
+        .expect("iam:ListUsers with the user's key");
+    iam.get_account_summary()
+        .send()
+        .await
+        .expect("iam:GetAccountSummary with the user's key");
+    assert!(
+        is_403(&iam.create_user().user_name(unique("minted-")).send().await),
+        "iam:CreateUser must be refused to the user's key"
+    );
+    assert!(
+        is_403(&iam.create_access_key().user_name(&new_user).send().await),
+        "iam:CreateAccessKey must be refused to the user's key"
+    );
+    assert!(
+        is_403(
+            &sm.get_secret_value()
+                .secret_id(&new_secret)
+                .version_stage("AWSCURRENT")
+                .send()
+                .await
+        ),
+        "secretsmanager:GetSecretValue must be refused to the user's key"
+    );
+
+    // An administrator changes the user; Delete still strips and removes it.
+    enforcement.pause();
+    admin
+        .iam
+        .put_user_policy()
+        .user_name(&new_user)
+        .policy_name("added-by-an-administrator")
+        .policy_document(allow(&["s3:ListAllMyBuckets".to_owned()]))
+        .send()
+        .await
+        .expect("PutUserPolicy (admin)");
+    admin
+        .iam
+        .create_login_profile()
+        .user_name(&new_user)
+        .password("An-Administrator-1234!")
+        .send()
+        .await
+        .expect("CreateLoginProfile (admin)");
+    enforcement.resume();
+    succeeded("Delete after an administrator's change", &env.delete(&id, props).await);
+    assert!(!checker.user_exists(&new_user).await, "the user is gone");
+    assert_eq!(checker.secret_pending_deletion(&new_secret).await, Some(true));
+
+    drop(enforcement);
+    eprintln!(
+        "role: {} actions; the lifecycle ran under them in {:.1?}",
+        actions.len(),
+        started.elapsed()
+    );
+}
+
+/// The `Reason` for an error body the SDK cannot read (moto's AccessDenied) is one clean line.
+#[test]
+fn a_denied_call_is_reported_in_one_clean_line() {
+    on_a_large_stack(denied_create);
+}
+
+async fn denied_create() {
+    let _serial = ENFORCING.lock().await;
+    let admin = Env::new().await;
+    let without: Vec<String> = role_actions().into_iter().filter(|a| a != "iam:CreateUser").collect();
+    let name = unique("role-standin-no-create-user-");
+    let standin = principal(&admin.iam, &name, allow(&without)).await;
+    let env = env_as(standin).await;
+
+    let enforcement = Enforcement::on();
+    let r = env.create(env.props(json!({"VerifyKey": "false"}))).await;
+    drop(enforcement);
+
+    assert_eq!(r["Status"], "FAILED", "{r:#}");
+    let reason = r["Reason"].as_str().expect("a Reason");
+    eprintln!("denied: {reason}");
+    assert!(!reason.contains('\n') && !reason.contains('\r'), "one line: {reason:?}");
+    for needle in ["iam:CreateUser", "HTTP 403"] {
+        assert!(reason.contains(needle), "{reason:?} lacks {needle:?}");
+    }
+    for dump in ["SdkError", "{", "ServiceError", "raw:"] {
+        assert!(!reason.contains(dump), "{reason:?} holds a debug dump ({dump:?})");
+    }
+}
