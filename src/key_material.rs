@@ -90,6 +90,23 @@ pub struct Bookkeeping {
     /// removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stale_registrations: Vec<RecordedRegistration>,
+    /// What a rotation needs that is not in the registration: kept here, never in tags alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<KeySettings>,
+    /// A rotation's document: the version that was current when it was made. It becomes current
+    /// only by moving `AWSCURRENT` from that version (compare-and-swap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<String>,
+}
+
+/// The resource's settings a rotation acts on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeySettings {
+    /// The connections the key must be able to read for (`Connections`).
+    pub connections: Vec<String>,
+    /// `RotationGraceDays`.
+    pub grace_days: u32,
 }
 
 /// A previous key kept active after a rotation in portal mode.
@@ -147,6 +164,26 @@ pub struct RecordedRegistration {
     pub physical_id: String,
     /// A digest of everything it carried: when it still matches, nothing changed.
     pub fingerprint: String,
+    /// The connector's name it carried.
+    #[serde(default)]
+    pub name: String,
+    /// The connections it carried.
+    #[serde(default)]
+    pub connections: Vec<String>,
+    /// The trail ARN it carried.
+    #[serde(default)]
+    pub trail_arn: String,
+    /// The region it carried.
+    #[serde(default)]
+    pub region: String,
+}
+
+impl RecordedRegistration {
+    /// Whether it holds everything a rotation needs to send it again (the previous release
+    /// recorded less).
+    pub fn is_complete(&self) -> bool {
+        !self.name.is_empty() && !self.connections.is_empty() && !self.region.is_empty()
+    }
 }
 
 impl Bookkeeping {

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way: `handler` → `lifecycle` → `provision` → `ports` ← adapters
+//! Dependencies point one way: `handler` → {`lifecycle`, `rotation`} → `provision` → `ports` ← adapters
 //! (`aws`, `cloud_app_security::client`). The pure modules — `properties`, `ownership`,
 //! `key_material`, `cloud_app_security::{endpoint, credentials}` — are used by every layer.
 //!
@@ -13,6 +13,8 @@
 //! - [`cfn`]: the CloudFormation protocol — envelope and typed request, the 4096-byte answer,
 //!   its delivery.
 //! - [`lifecycle`]: what Create, Update and Delete each do, all or nothing, and their `Data`.
+//! - [`rotation`]: Secrets Manager's four rotation steps, and the scheduled check that retires
+//!   a key awaiting a paste; their metrics ([`metrics`], embedded metric format).
 //! - [`provision`]: the steps — discovery, user, permissions, key, secret (compare-and-swap),
 //!   trail, registration, retirement, teardown — and the undo log.
 //! - [`ports`]: the traits provisioning talks to, with their data and errors.
@@ -32,11 +34,13 @@ pub mod http;
 pub mod key_material;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
 pub mod ownership;
 pub mod ports;
 pub mod progress;
 pub mod properties;
 pub mod provision;
+pub mod rotation;
 
 #[cfg(test)]
 mod testkit;

@@ -54,6 +54,7 @@ fn info(out: &aws_sdk_secretsmanager::operation::describe_secret::DescribeSecret
             .version_ids_to_stages()
             .map(|m| m.iter().map(|(id, stages)| (id.clone(), stages.clone())).collect())
             .unwrap_or_default(),
+        description: out.description().map(str::to_owned),
     }
 }
 

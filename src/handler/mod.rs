@@ -1,6 +1,8 @@
-//! The Lambda handler: tells the events apart, reads a CloudFormation request once, refuses
-//! requests for another stack and `ResponseURL`s outside the partition, runs the lifecycle under
-//! a deadline guard and a panic catcher, and always sends exactly one answer.
+//! The Lambda handler: tells the events apart — a CloudFormation request, a Secrets Manager
+//! rotation step, the scheduled key check. A CloudFormation request is read once; requests for
+//! another stack and `ResponseURL`s outside the partition are refused; the lifecycle runs under a
+//! deadline guard and a panic catcher, and exactly one answer is sent. A rotation step or check
+//! that fails ends as the invocation's error, which is how Secrets Manager learns of it.
 
 mod guard;
 mod services;
@@ -17,6 +19,7 @@ use crate::cfn::{properties_of, Incoming, NotCustomResource, UnsafeResponseUrl};
 use crate::lifecycle::{self, failure_physical_id, Invocation};
 use crate::ports::Ports;
 use crate::progress::Progress;
+use crate::rotation::{self, Event, RotationError};
 
 pub use guard::guard;
 pub use services::{Services, Settings, StartupError, STACK_ID_ENV, URL_SUFFIX_ENV};
@@ -59,6 +62,15 @@ pub enum HandlerError {
     /// The answer could not be delivered.
     #[error("the answer could not be sent to CloudFormation: {0}")]
     Respond(#[from] DeliveryError),
+    /// A rotation or key-check event that does not parse.
+    #[error("{0}")]
+    Event(String),
+    /// A rotation step or the key check failed.
+    #[error("{0}")]
+    Rotation(#[from] RotationError),
+    /// The function could not start.
+    #[error("the function could not start: {0}")]
+    Startup(StartupError),
 }
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
@@ -67,6 +79,9 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::NotCustomResource(_) => "NotCustomResource",
             HandlerError::UnsafeResponseUrl(_) => "UnsafeResponseUrl",
             HandlerError::Respond(_) => "ResponseNotDelivered",
+            HandlerError::Event(_) => "UnknownEvent",
+            HandlerError::Rotation(_) => "RotationFailed",
+            HandlerError::Startup(_) => "StartupFailed",
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
@@ -98,6 +113,9 @@ impl Times {
 impl<P: Ports> Handler<P> {
     /// Handles one invocation.
     pub async fn handle(&self, event: Value, invoked: &Invoked) -> Result<Value, HandlerError> {
+        if let Some(other) = Event::recognise(&event) {
+            return self.rotation(other, invoked).await;
+        }
         let incoming = Incoming::read(event).inspect_err(|e| {
             tracing::error!(error = %e, "event is not a custom-resource request");
         })?;
@@ -138,6 +156,34 @@ impl<P: Ports> Handler<P> {
             Status::Failed => "FAILED",
         };
         Ok(json!({"Status": status, "PhysicalResourceId": answer.physical_id}))
+    }
+
+    /// A rotation step or the key check: its result, or its error as the invocation's.
+    async fn rotation(&self, event: Result<Event, String>, invoked: &Invoked) -> Result<Value, HandlerError> {
+        let event = event.map_err(HandlerError::Event).inspect_err(|e| {
+            tracing::error!(error = %e, "event not understood");
+        })?;
+        let span = match &event {
+            Event::Rotation(r) => {
+                tracing::info_span!("rotation", Step = r.step.as_str(), SecretId = %r.secret_id, ClientRequestToken = %r.client_request_token)
+            }
+            Event::Check(c) => tracing::info_span!("key check", SecretId = %c.secret_id),
+        };
+        let services = self.services.as_ref().map_err(|e| HandlerError::Startup(e.clone()))?;
+        let invocation = rotation::Invocation {
+            allowed: &self.settings.allowed_hosts,
+            stack_id: self.settings.stack_id.as_deref(),
+            guard_at: Times::until(invoked.deadline).guard_at,
+        };
+        // Boxed: the rotation's future is large (the SDK's are), like the lifecycle's below.
+        let result = Box::pin(rotation::run(services, &invocation, &event))
+            .instrument(span)
+            .await;
+        match &result {
+            Ok(_) => tracing::info!(SecretId = %event.secret_id(), "done"),
+            Err(e) => tracing::error!(SecretId = %event.secret_id(), error = %e, "failed"),
+        }
+        Ok(result?)
     }
 
     async fn answer(&self, incoming: Incoming, invoked: &Invoked, times: &Times) -> Answer {

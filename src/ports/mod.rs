@@ -20,7 +20,9 @@ pub use error::{CallError, ErrorKind};
 pub use iam::{AccessKeyInfo, AccessKeys, Attachment, Attachments, Depth, Iam, User, UserPolicies, Users};
 pub use probe::{KeyProbe, ProbeError};
 pub use registry::{Registration, Registry, RegistryError, Tenant};
-pub use secrets::{Keys, NewSecret, SecretInfo, SecretStore, SecretValue, Version, CURRENT, PENDING, PREVIOUS};
+pub use secrets::{
+    Keys, NewSecret, SecretInfo, SecretStore, SecretValue, Version, CURRENT, PENDING, PREVIOUS, WRITING,
+};
 pub use trails::{TrailInfo, TrailSettings, Trails};
 
 /// Tags, by key.

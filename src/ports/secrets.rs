@@ -8,8 +8,11 @@ use crate::properties::RecoveryWindow;
 
 /// The staging label of the version readers get.
 pub const CURRENT: &str = "AWSCURRENT";
-/// The staging label of a version being prepared (rotation's, and this function's writes).
+/// The staging label of the version a rotation prepares.
 pub const PENDING: &str = "AWSPENDING";
+/// The staging label of a version this function adds before it becomes current (Secrets Manager
+/// requires a label; `AWSPENDING` would collide with a rotation in progress).
+pub const WRITING: &str = "CloudAppSecurityWrite";
 /// The staging label Secrets Manager moves to the version that was current before.
 pub const PREVIOUS: &str = "AWSPREVIOUS";
 
@@ -28,6 +31,8 @@ pub struct SecretInfo {
     pub rotation: Option<(String, u32)>,
     /// Every version's id with its staging labels.
     pub versions: Vec<(String, Vec<String>)>,
+    /// What a person sees in the console.
+    pub description: Option<String>,
 }
 
 impl SecretInfo {
@@ -37,6 +42,11 @@ impl SecretInfo {
             .iter()
             .find(|(_, stages)| stages.iter().any(|s| s == stage))
             .map(|(id, _)| id.as_str())
+    }
+
+    /// The staging labels of version `id`; `None` if there is no such version.
+    pub fn stages_of(&self, id: &str) -> Option<&[String]> {
+        self.versions.iter().find(|(v, _)| v == id).map(|(_, s)| s.as_slice())
     }
 }
 

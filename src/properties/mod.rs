@@ -36,6 +36,15 @@ impl Connection {
             Connection::SecurityConfiguration => "SecurityConfiguration",
         }
     }
+
+    /// The connection of that name.
+    pub fn parse(name: &str) -> Option<Connection> {
+        match name {
+            "SecurityAuditing" => Some(Connection::SecurityAuditing),
+            "SecurityConfiguration" => Some(Connection::SecurityConfiguration),
+            _ => None,
+        }
+    }
 }
 
 /// What the resource does about CloudTrail.

@@ -250,11 +250,10 @@ impl Parser<'_> {
         let items = self.list()?;
         let mut set = std::collections::BTreeSet::new();
         for item in &items {
-            match item.as_str() {
-                "SecurityAuditing" => set.insert(Connection::SecurityAuditing),
-                "SecurityConfiguration" => set.insert(Connection::SecurityConfiguration),
-                other => self.invalid(
-                    format!("unknown connection {other:?} (expected SecurityAuditing, SecurityConfiguration)"),
+            match Connection::parse(item) {
+                Some(connection) => set.insert(connection),
+                None => self.invalid(
+                    format!("unknown connection {item:?} (expected SecurityAuditing, SecurityConfiguration)"),
                     false,
                 ),
             };

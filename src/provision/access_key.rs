@@ -15,7 +15,7 @@ use crate::key_material::NewAccessKey;
 use crate::ports::{AccessKeyInfo, AccessKeys, ErrorKind, Ports};
 
 /// Longer than any invocation runs (Lambda's limit is 15 minutes).
-pub(super) const IN_FLIGHT: Duration = Duration::from_secs(16 * 60);
+pub(crate) const IN_FLIGHT: Duration = Duration::from_secs(16 * 60);
 
 /// The `KeyVersion` a document's key was issued for (the previous release kept it in a tag).
 pub(super) fn issued_for<'a>(read: &'a Read, legacy_tag: Option<&'a str>) -> Option<&'a str> {
@@ -28,7 +28,7 @@ pub(super) fn fits(target: &Target, read: &Read, legacy_tag: Option<&str>) -> bo
 }
 
 /// The keys to delete: not protected, and older than the stored key or than [`IN_FLIGHT`].
-pub(super) fn stale(
+pub(crate) fn stale(
     listed: &[AccessKeyInfo],
     protected: &[&str],
     stored_created: Option<SystemTime>,
@@ -45,7 +45,7 @@ pub(super) fn stale(
 impl<P: Ports> Provisioner<'_, P> {
     /// Whether `key_id` still exists, made active if it was not. Does not rely on the listing
     /// alone: `ListAccessKeys` may not show a key issued a moment ago.
-    pub(super) async fn confirm_key(
+    pub(crate) async fn confirm_key(
         &self,
         user: &str,
         key_id: &str,
@@ -62,21 +62,20 @@ impl<P: Ports> Provisioner<'_, P> {
     }
 
     /// Issues a key, deleting stale keys first when both slots are taken.
-    pub(super) async fn issue_key(
+    pub(crate) async fn issue_key(
         &self,
-        target: &Target,
+        user: &str,
         listed: &[AccessKeyInfo],
         protected: &[&str],
         stored_created: Option<SystemTime>,
         made: &Made,
     ) -> Result<NewAccessKey, ProvisionError> {
         let iam = self.ports.iam();
-        let user = &target.user.name;
         if listed.len() >= 2 {
             let stale = stale(listed, protected, stored_created, self.now());
             self.delete_keys(user, &stale).await?;
             if listed.len() - stale.len() >= 2 {
-                return Err(ProvisionError::KeySlotsTaken { user: user.clone() });
+                return Err(ProvisionError::KeySlotsTaken { user: user.to_owned() });
             }
         }
         match iam.create_access_key(user).await {
@@ -84,13 +83,15 @@ impl<P: Ports> Provisioner<'_, P> {
                 made.issued_key(user, &key.access_key_id);
                 Ok(key)
             }
-            Err(e) if e.kind == ErrorKind::LimitExceeded => Err(ProvisionError::KeySlotsTaken { user: user.clone() }),
+            Err(e) if e.kind == ErrorKind::LimitExceeded => {
+                Err(ProvisionError::KeySlotsTaken { user: user.to_owned() })
+            }
             Err(e) => Err(e).in_step(steps::ACCESS_KEY),
         }
     }
 
     /// Deletes keys of `user`, all at once.
-    pub(super) async fn delete_keys(&self, user: &str, ids: &[String]) -> Result<(), ProvisionError> {
+    pub(crate) async fn delete_keys(&self, user: &str, ids: &[String]) -> Result<(), ProvisionError> {
         let iam = self.ports.iam();
         futures::future::try_join_all(ids.iter().map(|id| iam.delete_access_key(user, id)))
             .await

@@ -157,7 +157,9 @@ impl<P: Ports> Provisioner<'_, P> {
         let in_place = current.is_some_and(|c| {
             c.arn == kept.arn && c.version == kept.version && c.doc.access_key_id == kept.doc.access_key_id
         });
-        if in_place && kept.doc.bookkeeping.key_version.as_deref() == Some(target.key_version.as_str()) {
+        let books = &kept.doc.bookkeeping;
+        let settings = Some(target.key_settings());
+        if in_place && books.key_version.as_deref() == Some(target.key_version.as_str()) && books.settings == settings {
             return Ok(KeyState {
                 arn: kept.arn.clone(),
                 version: kept.version.clone(),
@@ -171,6 +173,7 @@ impl<P: Ports> Provisioner<'_, P> {
         }
         let mut doc = kept.doc.clone();
         doc.bookkeeping.key_version = Some(target.key_version.clone());
+        doc.bookkeeping.settings = settings;
         // A current document whose key is gone (a secret restored from a deleted connector) has
         // nothing to hand over: the kept document's own records are the truth.
         let alive = |id: &str| listed.iter().any(|k| k.access_key_id == id);
@@ -262,7 +265,7 @@ impl<P: Ports> Provisioner<'_, P> {
             .and_then(|c| listed.iter().find(|k| k.access_key_id == c.doc.access_key_id))
             .map(|k| k.created);
         let key = self
-            .issue_key(target, &listed, &protected, stored_created, made)
+            .issue_key(&target.user.name, &listed, &protected, stored_created, made)
             .await?;
         let (awaiting_paste, replaced) = self.succession(target, current.as_ref(), &key.access_key_id, &listed)?;
         let bookkeeping = Bookkeeping {
@@ -270,6 +273,8 @@ impl<P: Ports> Provisioner<'_, P> {
             self_use_until: Some(epoch(now + IN_FLIGHT)),
             awaiting_paste,
             previous: current.as_ref().map(|c| c.doc.as_previous()),
+            settings: Some(target.key_settings()),
+            rotated_from: None,
             ..current.map(|c| c.doc.bookkeeping).unwrap_or_default()
         };
         let doc = SecretDocument::new(key, &target.user.name, bookkeeping);
@@ -363,7 +368,7 @@ impl<P: Ports> Provisioner<'_, P> {
 }
 
 /// Seconds since the epoch.
-pub(super) fn epoch(t: SystemTime) -> u64 {
+pub(crate) fn epoch(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)

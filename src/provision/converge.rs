@@ -5,8 +5,12 @@ use tokio::time::Instant;
 
 use super::chain::KeyState;
 use super::discover::Seen;
-use super::{steps, trail, InStep, Made, ProvisionError, Provisioned, Provisioner, Target};
+use super::{secret, steps, trail, InStep, Made, ProvisionError, Provisioned, Provisioner, Target};
+use std::collections::BTreeSet;
+
+use crate::key_material::SecretDocument;
 use crate::ports::{KeyProbe, Ports, ProbeError, SecretStore};
+use crate::properties::Connection;
 
 /// How long key verification retries while IAM propagates a new key.
 const PROBE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -39,6 +43,11 @@ impl<P: Ports> Provisioner<'_, P> {
             .register(target, credentials.as_ref(), state, trail_arn, made)
             .await?;
         self.retire(target, &state).await?;
+        let description = state
+            .before
+            .as_ref()
+            .map_or(Some(secret::DESCRIPTION), |b| b.description.as_deref());
+        self.align_description(&state.arn, description, &state.doc).await?;
         let key_verified = match target.verify_key {
             true => Some(self.verify(target, &state).await),
             false => None,
@@ -106,22 +115,34 @@ impl<P: Ports> Provisioner<'_, P> {
     /// "Test API", automated: the stored key authenticates and can make the connector's reads,
     /// retried while IAM propagates it, until the deadline. Never fails the request.
     pub(super) async fn verify(&self, target: &Target, state: &KeyState) -> bool {
+        match self.verify_key(&state.doc, &target.connections).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(key = %state.doc.access_key_id, error = %error, "the stored key could not make the connector's reads");
+                false
+            }
+        }
+    }
+
+    /// Proves `doc`'s key authenticates and can make the reads of `connections`, retrying
+    /// while IAM propagates a new key, until the deadline.
+    pub(crate) async fn verify_key(
+        &self,
+        doc: &SecretDocument,
+        connections: &BTreeSet<Connection>,
+    ) -> Result<(), ProbeError> {
         self.progress.set(steps::VERIFY);
         loop {
-            let attempt = tokio::time::timeout_at(
-                self.context.deadline,
-                self.ports.probe().probe(&state.doc, &target.connections),
-            );
+            let attempt = tokio::time::timeout_at(self.context.deadline, self.ports.probe().probe(doc, connections));
             let error = match attempt.await {
-                Ok(Ok(())) => return true,
+                Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => e,
                 Err(_) => ProbeError::Failed("the function's time ran out".to_owned()),
             };
             let retry =
                 matches!(error, ProbeError::NotYetValid(_)) && Instant::now() + PROBE_RETRY < self.context.deadline;
             if !retry {
-                tracing::warn!(key = %state.doc.access_key_id, error = %error, "the stored key could not make the connector's reads");
-                return false;
+                return Err(error);
             }
             tokio::time::sleep(PROBE_RETRY).await;
         }

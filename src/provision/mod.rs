@@ -5,13 +5,13 @@
 //! Every step reads before it writes and is safe to repeat. What a request makes is recorded as
 //! it is made ([`Made`]), so that a request that fails — or runs out of time — can remove it.
 
-mod access_key;
+pub(crate) mod access_key;
 mod chain;
 mod converge;
 mod discover;
 mod permissions;
-mod registration;
-mod secret;
+pub(crate) mod registration;
+pub(crate) mod secret;
 mod teardown;
 pub mod trail;
 mod undo;
@@ -28,6 +28,7 @@ use crate::ports::{CallError, Clock, Ports, RegistryError};
 use crate::progress::Progress;
 use crate::properties::TrailMode;
 
+pub(crate) use chain::epoch;
 pub use permissions::{auditing_policy, AUDITING_ACTIONS, CONFIGURATION_POLICIES, INLINE_POLICY_NAME};
 pub use target::{Before, Callback, Target, TrailTarget};
 pub use teardown::DeleteTarget;
@@ -281,7 +282,7 @@ pub struct Provisioner<'a, P> {
 
 impl<P: Ports> Provisioner<'_, P> {
     /// Now, from the clock port.
-    fn now(&self) -> SystemTime {
+    pub(crate) fn now(&self) -> SystemTime {
         self.ports.clock().now()
     }
 }

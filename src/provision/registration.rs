@@ -8,35 +8,62 @@ use std::time::Duration;
 
 use super::chain::KeyState;
 use super::secret::{self, At, Written};
-use super::{steps, Connector, InStep, Made, ProvisionError, Provisioner, Target};
+use super::{steps, Callback, Connector, InStep, Made, ProvisionError, Provisioner, Target};
 use super::{LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_REGISTRATION};
 use crate::cloud_app_security::credentials::Credentials;
 use crate::cloud_app_security::{endpoint, sha256_hex};
-use crate::key_material::RecordedRegistration;
+use crate::key_material::{RecordedRegistration, SecretDocument};
 use crate::ports::{Ports, Registration, Registry, SecretStore, Tenant, Version, CURRENT};
 
 /// How often a record is written again after another invocation with the same key wrote first.
 const RECORD_ATTEMPTS: usize = 3;
 
-/// A digest of everything a registration carries (the previous release computed the same).
-fn fingerprint(target: &Target, url: &str, credentials: &str, key_id: &str, trail_arn: &str) -> String {
-    let connections: Vec<&str> = target.connections.iter().map(|c| c.as_str()).collect();
+/// A digest of everything a registration carries with `key_id` (the previous release computed
+/// the same from the same parts).
+pub(crate) fn fingerprint(r: &RecordedRegistration, key_id: &str) -> String {
     let parts = [
-        url,
-        credentials,
-        &target.connector_name,
-        &connections.join(","),
+        r.url.as_str(),
+        &r.credentials,
+        &r.name,
+        &r.connections.join(","),
         key_id,
-        trail_arn,
-        &target.physical_id,
-        &target.stack.region,
+        &r.trail_arn,
+        &r.physical_id,
+        &r.region,
     ];
     sha256_hex(&parts.join("\n"))
 }
 
+/// The record a registration for `key_id` makes after a rotation: a completed one gets the new
+/// key's fingerprint, an intent stays an intent.
+pub(crate) fn rotated(r: &RecordedRegistration, key_id: &str) -> RecordedRegistration {
+    RecordedRegistration {
+        fingerprint: match r.id.is_empty() {
+            true => String::new(),
+            false => fingerprint(r, key_id),
+        },
+        ..r.clone()
+    }
+}
+
+/// What the target registers, before the call (no id, no fingerprint yet).
+fn wanted(target: &Target, callback: &Callback, trail_arn: &str) -> RecordedRegistration {
+    RecordedRegistration {
+        id: String::new(),
+        url: callback.url.to_string(),
+        credentials: callback.credentials_arn.clone(),
+        physical_id: target.physical_id.clone(),
+        fingerprint: String::new(),
+        name: target.connector_name.clone(),
+        connections: target.connections.iter().map(|c| c.as_str().to_owned()).collect(),
+        trail_arn: trail_arn.to_owned(),
+        region: target.stack.region.clone(),
+    }
+}
+
 impl<P: Ports> Provisioner<'_, P> {
     /// Reads and checks the API credentials (read-only; runs with discovery).
-    pub(super) async fn credentials(&self, arn: Option<&str>) -> Result<Option<Credentials>, ProvisionError> {
+    pub(crate) async fn credentials(&self, arn: Option<&str>) -> Result<Option<Credentials>, ProvisionError> {
         let Some(arn) = arn else { return Ok(None) };
         let secrets = self.ports.secrets();
         let text = secrets
@@ -68,42 +95,34 @@ impl<P: Ports> Provisioner<'_, P> {
             stale.extend(recorded);
             return self.withdraw(target, state, stale, made).await;
         };
-        let url = callback.url.as_str();
-        let fp = fingerprint(
-            target,
-            url,
-            &callback.credentials_arn,
-            &state.doc.access_key_id,
-            trail_arn,
-        );
+        let intent = wanted(target, callback, trail_arn);
+        let fp = fingerprint(&intent, &state.doc.access_key_id);
         if let Some(same) = recorded.as_ref().filter(|r| r.fingerprint == fp && !r.id.is_empty()) {
             let id = same.id.clone();
-            let state = match state.doc.bookkeeping.registration.is_some() {
-                true => state,
-                false => self.record(target, state, recorded.clone(), stale, made).await?,
+            let state = match state.doc.bookkeeping.registration.as_ref() {
+                Some(r) if r.is_complete() => state,
+                // Taken over from tags, or recorded by the previous release without what a
+                // rotation needs: recorded in full, without a call.
+                _ => {
+                    let full = RecordedRegistration {
+                        id: id.clone(),
+                        fingerprint: fp,
+                        ..intent
+                    };
+                    self.record(target, state, Some(full), stale, made).await?
+                }
             };
             return Ok((state, Connector::Registered(id)));
         }
         // A registration elsewhere is removed once this one exists; one at the same place is
         // simply overwritten by the upsert.
         stale.extend(recorded);
-        stale.retain(|r| r.url != url || r.physical_id != target.physical_id);
-        let intent = RecordedRegistration {
-            id: String::new(),
-            url: url.to_owned(),
-            credentials: callback.credentials_arn.clone(),
-            physical_id: target.physical_id.clone(),
-            fingerprint: String::new(),
-        };
+        stale.retain(|r| r.url != intent.url || r.physical_id != target.physical_id);
         // Recorded before the call: from here on the registration may exist.
         let state = self
             .record(target, state, Some(intent.clone()), stale.clone(), made)
             .await?;
-        let tenant = Tenant {
-            url: &callback.url,
-            credentials,
-        };
-        let id = self.upsert(target, &tenant, &state, trail_arn).await?;
+        let id = self.send(&intent, credentials, &state.doc).await?;
         let left = self.unregister_all(stale).await;
         let done = RecordedRegistration {
             id: id.clone(),
@@ -114,27 +133,30 @@ impl<P: Ports> Provisioner<'_, P> {
         Ok((state, Connector::Registered(id)))
     }
 
-    async fn upsert(
+    /// Sends the registration `record` describes, with the key of `doc`; returns its id.
+    pub(crate) async fn send(
         &self,
-        target: &Target,
-        tenant: &Tenant<'_>,
-        state: &KeyState,
-        trail_arn: &str,
+        record: &RecordedRegistration,
+        credentials: &Credentials,
+        doc: &SecretDocument,
     ) -> Result<String, ProvisionError> {
+        let url = endpoint::api_url(&record.url, self.context.allowed)
+            .map_err(|e| ProvisionError::Credentials(format!("CloudAppSecurityUrl: {e}")))?;
+        let tenant = Tenant { url: &url, credentials };
         let registration = Registration {
-            name: target.connector_name.clone(),
-            external_id: target.physical_id.clone(),
-            aws_account_id: target.stack.account_id.clone(),
-            connections: target.connections.iter().map(|c| c.as_str().to_owned()).collect(),
-            access_key_id: state.doc.access_key_id.clone(),
-            secret_access_key: state.doc.secret_access_key.clone(),
-            trail_arn: trail_arn.to_owned(),
-            region: target.stack.region.clone(),
+            name: record.name.clone(),
+            external_id: record.physical_id.clone(),
+            aws_account_id: record.physical_id.split(':').nth(4).unwrap_or_default().to_owned(),
+            connections: record.connections.clone(),
+            access_key_id: doc.access_key_id.clone(),
+            secret_access_key: doc.secret_access_key.clone(),
+            trail_arn: record.trail_arn.clone(),
+            region: record.region.clone(),
         };
-        let key = sha256_hex(&target.physical_id);
+        let key = sha256_hex(&record.physical_id);
         let registry = self.ports.registry();
         let result = registry
-            .upsert(tenant, &key, &registration, self.context.deadline)
+            .upsert(&tenant, &key, &registration, self.context.deadline)
             .await;
         result.map_err(ProvisionError::Callback)
     }
@@ -261,9 +283,7 @@ fn legacy(target: &Target, state: &KeyState) -> Option<RecordedRegistration> {
     let callback = target.callback.as_ref()?;
     Some(RecordedRegistration {
         id: tags.get(LEGACY_TAG_CONNECTOR_ID)?.clone(),
-        url: callback.url.to_string(),
-        credentials: callback.credentials_arn.clone(),
-        physical_id: target.physical_id.clone(),
         fingerprint: tags.get(LEGACY_TAG_REGISTRATION)?.clone(),
+        ..wanted(target, callback, "")
     })
 }

@@ -17,13 +17,28 @@ use super::{steps, InStep, Kind, Made, ProvisionError, Provisioner, Target};
 use super::{LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_KEY_VERSION, LEGACY_TAG_REGISTRATION};
 use crate::key_material::{SecretDocument, SecretText};
 use crate::ownership::{Owner, UserRef, TAG_PHYSICAL_ID, TAG_STACK_ID};
+use crate::ports::{AccessKeys, CURRENT, PENDING, WRITING};
 use crate::ports::{CallError, Created, ErrorKind, Keys, NewSecret, Ports, SecretInfo, SecretStore, Users, Version};
-use crate::ports::{CURRENT, PENDING};
 use crate::properties::RecoveryWindow;
 
 /// The secret's description: what it is, for a person browsing Secrets Manager.
 pub const DESCRIPTION: &str = "Access key of the IAM user that Microsoft Defender for Cloud Apps uses to read this \
                                account (managed by the Custom::CloudAppSecurityConnector resource)";
+/// The description while a key waits to be pasted (portal mode): a person browsing Secrets
+/// Manager sees which key and since when.
+pub(crate) fn description_for(doc: &SecretDocument) -> String {
+    match &doc.bookkeeping.awaiting_paste {
+        Some(waiting) if waiting.deactivated_at.is_none() => format!(
+            "{DESCRIPTION}. Key {new} waits to be pasted into Cloud App Security since {since}; the previous key \
+             {old} stays active until Cloud App Security is seen using the new one or the grace period ends",
+            new = doc.access_key_id,
+            since = httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(waiting.since)),
+            old = waiting.access_key_id,
+        ),
+        _ => DESCRIPTION.to_owned(),
+    }
+}
+
 /// The alias of the AWS managed key Secrets Manager uses when none is named.
 const DEFAULT_KEY_ALIAS: &str = "alias/aws/secretsmanager";
 
@@ -64,7 +79,7 @@ impl Standing {
 
 /// A document read from a secret, and where.
 #[derive(Clone)]
-pub(super) struct Read {
+pub(crate) struct Read {
     /// The secret's ARN.
     pub arn: String,
     /// The version read.
@@ -74,7 +89,7 @@ pub(super) struct Read {
 }
 
 /// Reads one version's document; `None` if absent or not in our format.
-pub(super) async fn read<S: SecretStore>(
+pub(crate) async fn read<S: SecretStore>(
     secrets: &S,
     arn: &str,
     version: Version<'_>,
@@ -122,7 +137,7 @@ pub(super) async fn candidates<S: SecretStore>(
 
 /// A version id for a write: derived from the request, the key and what the write is for, so
 /// that Secrets Manager treats a retry of the same write as the same version.
-pub(super) fn token(request_id: &str, key_id: &str, purpose: &str) -> String {
+pub(crate) fn token(request_id: &str, key_id: &str, purpose: &str) -> String {
     let d = digest::digest(&digest::SHA256, format!("{request_id}\n{key_id}\n{purpose}").as_bytes());
     let h: String = d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
@@ -148,7 +163,7 @@ impl<'a> At<'a> {
 }
 
 /// The outcome of a write.
-pub(super) enum Written {
+pub(crate) enum Written {
     /// The document is current, in this version.
     Current {
         /// The secret's ARN.
@@ -171,7 +186,6 @@ impl<P: Ports> Provisioner<'_, P> {
         purpose: &str,
         made: &Made,
     ) -> Result<Written, ProvisionError> {
-        let secrets = self.ports.secrets();
         // Each write of a request gets its own version id; a retry of the same write, the same.
         let purpose = format!("{purpose} {}", made.writes());
         let token = token(self.context.request_id, &doc.access_key_id, &purpose);
@@ -179,9 +193,23 @@ impl<P: Ports> Provisioner<'_, P> {
         let Some(At { arn, expected }) = at else {
             return self.create_secret(target, &text, &token).await;
         };
+        self.replace_current(arn, expected, &text, token, made).await
+    }
+
+    /// Adds `text` as version `token` and moves `AWSCURRENT` to it from `expected`; `Lost` when
+    /// another writer moved the label first or used the same token for another value.
+    pub(crate) async fn replace_current(
+        &self,
+        arn: &str,
+        expected: Option<&str>,
+        text: &SecretText,
+        token: String,
+        made: &Made,
+    ) -> Result<Written, ProvisionError> {
+        let secrets = self.ports.secrets();
         // Recorded before the calls: a call can fail after its effect took place.
         made.staged(arn, &token);
-        match secrets.put_value(arn, &text, &token, &[PENDING]).await {
+        match secrets.put_value(arn, text, &token, &[WRITING]).await {
             // A duplicate delivery of this request wrote another value under the same id first.
             Err(e) if e.kind == ErrorKind::AlreadyExists => return Ok(Written::Lost),
             other => other.in_step(steps::SECRET)?,
@@ -192,8 +220,8 @@ impl<P: Ports> Provisioner<'_, P> {
                 version: token,
             }),
             Err(e) if e.kind == ErrorKind::Conflict => {
-                // Our version stays behind without a reader; take the pending label off it.
-                let _ = secrets.move_stage(arn, PENDING, None, Some(&token)).await;
+                // Our version stays behind without a reader; take our label off it.
+                let _ = secrets.move_stage(arn, WRITING, None, Some(&token)).await;
                 Ok(Written::Lost)
             }
             Err(e) => Err(e).in_step(steps::SECRET),
@@ -269,6 +297,21 @@ impl<P: Ports> Provisioner<'_, P> {
         Ok(a.is_some() && a == b)
     }
 
+    /// Sets the description [`description_for`] gives `doc`, when `current` differs.
+    pub(crate) async fn align_description(
+        &self,
+        arn: &str,
+        current: Option<&str>,
+        doc: &SecretDocument,
+    ) -> Result<(), ProvisionError> {
+        let wanted = description_for(doc);
+        if current == Some(wanted.as_str()) {
+            return Ok(());
+        }
+        let secrets = self.ports.secrets();
+        secrets.set_description(arn, &wanted).await.in_step(steps::SECRET)
+    }
+
     /// Brings the secret's tags and KMS key in line; removes the previous release's tags.
     /// `info` is the secret as it was before this request's writes.
     pub(super) async fn tidy_secret(
@@ -328,23 +371,28 @@ impl<P: Ports> Provisioner<'_, P> {
     /// one of `served` — or, by its physical-id tag, a user that no longer exists (a secret
     /// restored by a request that then failed serves nothing). A secret another resource now
     /// uses is left alone. With `read_first`, returns the document it held, for the clean-ups
-    /// that depend on it.
+    /// that depend on it. A secret that moved (`moved`) still serves the resource: a rotation in
+    /// progress in it is abandoned first.
     pub(super) async fn delete_secret_if_ours(
         &self,
         owner: &Owner,
         name: &str,
         served: &[&str],
         window: RecoveryWindow,
-        read_first: bool,
-    ) -> Result<Option<SecretDocument>, CallError> {
+        (read_first, moved): (bool, bool),
+    ) -> Result<Option<SecretDocument>, ProvisionError> {
+        let step = match moved {
+            true => steps::OLD_SECRET,
+            false => steps::DELETE_SECRET,
+        };
         let secrets = self.ports.secrets();
-        let Some(info) = secrets.describe(name).await? else {
+        let Some(info) = secrets.describe(name).await.in_step(step)? else {
             return Ok(None);
         };
         let tag = info.tags.get(TAG_PHYSICAL_ID).map(String::as_str);
         let serves = match tag {
             Some(id) if served.contains(&id) => true,
-            Some(id) => !self.serves_a_live_user(owner, id).await?,
+            Some(id) => !self.serves_a_live_user(owner, id).await.in_step(step)?,
             None => false,
         };
         if !owner.owns(&info.tags) || !serves || info.pending_deletion {
@@ -352,11 +400,58 @@ impl<P: Ports> Provisioner<'_, P> {
             return Ok(None);
         }
         let doc = match read_first {
-            true => read(secrets, &info.arn, Version::Staged(CURRENT)).await?.map(|r| r.doc),
+            true => read(secrets, &info.arn, Version::Staged(CURRENT))
+                .await
+                .in_step(step)?
+                .map(|r| r.doc),
             false => None,
         };
-        secrets.delete(&info.arn, window).await?;
+        if moved {
+            self.abandon_rotation(&info).await?;
+        }
+        secrets.delete(&info.arn, window).await.in_step(step)?;
         Ok(doc)
+    }
+
+    /// A rotation in progress in a secret about to be deleted is abandoned: Cloud App Security
+    /// gets the current key again (the rotation's `setSecret` may have sent its own), and the
+    /// key of the pending version — held nowhere else — is deleted.
+    async fn abandon_rotation(&self, info: &SecretInfo) -> Result<(), ProvisionError> {
+        let pending = info
+            .versions
+            .iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == PENDING) && !stages.iter().any(|s| s == CURRENT));
+        let Some((version, _)) = pending else { return Ok(()) };
+        let secrets = self.ports.secrets();
+        let (pending, current) = futures::try_join!(
+            read(secrets, &info.arn, Version::Id(version)),
+            read(secrets, &info.arn, Version::Staged(CURRENT)),
+        )
+        .in_step(steps::SECRET)?;
+        let Some(pending) = pending.filter(|p| {
+            current
+                .as_ref()
+                .is_none_or(|c| c.doc.access_key_id != p.doc.access_key_id)
+        }) else {
+            return Ok(());
+        };
+        let record = pending
+            .doc
+            .bookkeeping
+            .registration
+            .as_ref()
+            .filter(|r| r.is_complete());
+        if let (Some(record), Some(current)) = (record, &current) {
+            let credentials = self.credentials(Some(&record.credentials)).await?;
+            if let Some(credentials) = credentials {
+                self.send(record, &credentials, &current.doc).await?;
+            }
+        }
+        tracing::info!(key = %pending.doc.access_key_id, "deleting the key of a rotation the secret's deletion abandons");
+        let iam = self.ports.iam();
+        iam.delete_access_key(&pending.doc.user_name, &pending.doc.access_key_id)
+            .await
+            .in_step(steps::RETIRE)
     }
 
     /// Whether `physical_id` names a user of ours that still exists at its path.

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use reqwest::Url;
 
 use crate::cloud_app_security::endpoint::{self, AllowedHosts, EndpointError};
+use crate::key_material::KeySettings;
 use crate::ownership::{Owner, StackArn, UserRef};
 use crate::ports::Tags;
 use crate::properties::{Connection, Properties, RecoveryWindow, TrailMode};
@@ -171,6 +172,14 @@ impl Target {
     /// The ownership tags plus the deployer's, for everything this resource creates.
     pub fn resource_tags(&self) -> Tags {
         self.owner.tags(&self.physical_id, &self.tags)
+    }
+
+    /// What a rotation must know of this target, kept in the secret's value.
+    pub fn key_settings(&self) -> KeySettings {
+        KeySettings {
+            connections: self.connections.iter().map(|c| c.as_str().to_owned()).collect(),
+            grace_days: self.grace_days,
+        }
     }
 
     /// Whether this request moves the resource to a new user (a new `UserName`).

@@ -61,9 +61,8 @@ impl<P: Ports> Provisioner<'_, P> {
             let (name, window) = &target.secret;
             let served = [target.physical_id.as_str()];
             let doc = self
-                .delete_secret_if_ours(&target.owner, name, &served, *window, target.callback)
-                .await
-                .in_step(steps::DELETE_SECRET)?;
+                .delete_secret_if_ours(&target.owner, name, &served, *window, (target.callback, false))
+                .await?;
             let books = doc.map(|d| d.bookkeeping).unwrap_or_default();
             let current = books.registration.filter(|r| r.physical_id == target.physical_id);
             self.unregister_all(current.into_iter().chain(books.stale_registrations).collect())
@@ -170,9 +169,8 @@ impl<P: Ports> Provisioner<'_, P> {
         };
         self.progress.set(steps::OLD_SECRET);
         let served = [before.physical_id.as_str(), target.physical_id.as_str()];
-        self.delete_secret_if_ours(&target.owner, name, &served, RecoveryWindow::Immediate, false)
-            .await
-            .in_step(steps::OLD_SECRET)?;
+        self.delete_secret_if_ours(&target.owner, name, &served, RecoveryWindow::Immediate, (false, true))
+            .await?;
         Ok(())
     }
 }

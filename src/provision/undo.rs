@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::secret::{self, Read};
 use super::{steps, Provisioner, Target};
-use crate::ports::{AccessKeys, CallError, ErrorKind, Ports, SecretStore, Version, CURRENT, PENDING};
+use crate::ports::{AccessKeys, CallError, ErrorKind, Ports, SecretStore, Version, CURRENT, WRITING};
 use crate::properties::RecoveryWindow;
 
 /// The undo log of one request.
@@ -47,7 +47,7 @@ impl Made {
         self.record().keys.retain(|(_, id)| id != key_id);
     }
 
-    /// This request is about to add version `version` to `arn` (staged `AWSPENDING`).
+    /// This request is about to add version `version` to `arn` (staged `CloudAppSecurityWrite`).
     pub(super) fn staged(&self, arn: &str, version: &str) {
         self.record().versions.push((arn.to_owned(), version.to_owned()));
     }
@@ -67,9 +67,18 @@ impl<P: Ports> Provisioner<'_, P> {
     /// Removes what the failed request made and nobody can be using. Best effort: every failure
     /// is logged, the request's own error stays the `Reason`.
     pub async fn undo(&self, target: &Target, made: &Made) {
+        self.undo_in(&target.secret_name, made).await;
+        let restored = made.record().restored.clone();
+        if let Some(arn) = &restored {
+            self.unrestore(target, arn).await;
+        }
+    }
+
+    /// The keys and versions of [`Provisioner::undo`], for the secret `secret` (name or ARN).
+    pub(crate) async fn undo_in(&self, secret: &str, made: &Made) {
         self.progress.set(steps::UNDO);
         let record = made.record().clone();
-        let current = self.current_document(target).await;
+        let current = self.current_document(secret).await;
         let held = |key: &str| current.as_ref().is_some_and(|c| c.doc.access_key_id == key);
         let iam = self.ports.iam();
         for (user, key) in record.keys.iter().filter(|(_, key)| !held(key)) {
@@ -78,17 +87,14 @@ impl<P: Ports> Provisioner<'_, P> {
                 iam.delete_access_key(user, key).await,
             );
         }
-        if let Some(arn) = &record.restored {
-            self.unrestore(target, arn).await;
-        }
-        // A pending label left on a version that is not current would stop Secrets Manager's
-        // rotation ("a previous rotation isn't complete").
+        // The label of a write that did not become current comes off: the version is then
+        // unreferenced, and Secrets Manager removes it in time.
         let secrets = self.ports.secrets();
         for (arn, version) in &record.versions {
             if current.as_ref().is_some_and(|c| &c.version == version) {
                 continue;
             }
-            match secrets.move_stage(arn, PENDING, None, Some(version)).await {
+            match secrets.move_stage(arn, WRITING, None, Some(version)).await {
                 Err(e) if e.kind == ErrorKind::Conflict => {}
                 other => log("unstaging the request's version", other),
             }
@@ -109,8 +115,8 @@ impl<P: Ports> Provisioner<'_, P> {
         }
     }
 
-    async fn current_document(&self, target: &Target) -> Option<Read> {
-        let read = secret::read(self.ports.secrets(), &target.secret_name, Version::Staged(CURRENT)).await;
+    async fn current_document(&self, secret: &str) -> Option<Read> {
+        let read = secret::read(self.ports.secrets(), secret, Version::Staged(CURRENT)).await;
         read.unwrap_or_else(|e| {
             tracing::error!(error = %e, "could not read the secret while undoing");
             None

@@ -11,6 +11,7 @@ pub mod trails;
 
 mod model;
 mod provision_tests;
+mod rotation_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,6 +185,51 @@ impl World {
             request,
         ))
         .await
+    }
+}
+
+impl World {
+    /// Runs a rotation step or key check, as the handler would for this stack.
+    pub async fn other_event(&self, event: &crate::rotation::Event) -> Result<Value, crate::rotation::RotationError> {
+        let invocation = crate::rotation::Invocation {
+            allowed: &self.allowed,
+            stack_id: Some(STACK),
+            guard_at: tokio::time::Instant::now() + Duration::from_secs(60),
+        };
+        Box::pin(crate::rotation::run(self, &invocation, event)).await
+    }
+
+    /// One step of the rotation `token` of the secret `SECRET`.
+    pub async fn step(&self, step: crate::rotation::Step, token: &str) -> Result<(), crate::rotation::RotationError> {
+        let arn = self.secrets.secret(SECRET).map(|s| s.arn).unwrap_or_default();
+        let request = crate::rotation::RotationRequest {
+            step,
+            secret_id: arn,
+            client_request_token: token.to_owned(),
+        };
+        self.other_event(&crate::rotation::Event::Rotation(request))
+            .await
+            .map(drop)
+    }
+
+    /// What Secrets Manager does for a rotation: starts it, then runs the four steps in order
+    /// until one fails.
+    pub async fn rotate(&self, token: &str) -> Result<(), crate::rotation::RotationError> {
+        use crate::rotation::Step;
+        if let Err(e) = self.secrets.begin_rotation(SECRET, token) {
+            panic!("RotateSecret refused: {e}");
+        }
+        for step in [Step::Create, Step::Set, Step::Test, Step::Finish] {
+            self.step(step, token).await?;
+        }
+        Ok(())
+    }
+
+    /// The scheduled key check of `SECRET`.
+    pub async fn check(&self) -> Result<Value, crate::rotation::RotationError> {
+        let arn = self.secrets.secret(SECRET).map(|s| s.arn).unwrap_or_default();
+        let request = crate::rotation::CheckRequest { secret_id: arn };
+        self.other_event(&crate::rotation::Event::Check(request)).await
     }
 }
 

@@ -10,6 +10,12 @@
 //! - no secret of ours is left outside the live resource (except scheduled for deletion);
 //! - Cloud App Security holds registrations only for the live physical id, with the stored key;
 //! - nothing of the neighbour stack (or of an intruder's failed Create) changed.
+//!
+//! Secrets Manager's rotations (sometimes with a stack update between `setSecret` and
+//! `testSecret`) and the daily key check run among them, with faults too. A fault in the undo of
+//! a failed rotation may leave a key or a registration behind; that is tolerated until the end of
+//! the sequence, where a day later the key check must have repaired it and the invariant holds
+//! strictly.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -54,6 +60,16 @@ enum Op {
     Delete,
     /// Another stack creates a connector of the same names, fails, and rolls back.
     Intruder,
+    /// Secrets Manager rotates the live secret; with `interrupt`, a stack update runs between
+    /// `setSecret` and `testSecret`.
+    Rotate {
+        interrupt: Option<Change>,
+    },
+    /// Days pass, Cloud App Security may start using the stored key, and the key check runs.
+    Check {
+        days: u8,
+        switched: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
@@ -92,6 +108,8 @@ fn step() -> impl Strategy<Value = Step> {
         5 => (change(), any::<bool>()).prop_map(|(change, then_rollback)| Op::Update { change, then_rollback }),
         1 => Just(Op::Delete),
         1 => Just(Op::Intruder),
+        2 => proptest::option::weighted(0.3, change()).prop_map(|interrupt| Op::Rotate { interrupt }),
+        2 => (0..9u8, any::<bool>()).prop_map(|(days, switched)| Op::Check { days, switched }),
     ];
     let delivery = prop_oneof![3 => Just(Delivery::Once), 1 => Just(Delivery::Again), 2 => Just(Delivery::AtOnce)];
     let fault = proptest::option::weighted(0.6, (0..40usize, any::<bool>()));
@@ -116,12 +134,17 @@ struct Model {
     live: Option<Live>,
     /// Registrations a faulty Delete may leave behind: its removal is best effort (SPEC).
     best_effort: BTreeSet<String>,
+    /// Keys and registrations a fault in a failed rotation's undo left, until the final check.
+    tolerated: BTreeSet<String>,
+    registry_in_doubt: bool,
+    /// Rotations that reached the end of `finishSecret`.
+    rotated: u32,
     requests: u32,
     events: u32,
 }
 
 fn base_props() -> Value {
-    json!({"ConnectorName": "test", "TrailMode": "Off", "VerifyKey": "false", "KeyVersion": "1"})
+    json!({"ConnectorName": "test", "TrailMode": "Off", "VerifyKey": "false", "KeyVersion": "1", "RotationDays": "30"})
 }
 
 fn apply(change: Change, props: &Value) -> Value {
@@ -252,6 +275,8 @@ impl Model {
             }
             (Op::Delete, Some(live)) => self.delete(step, live).await,
             (Op::Intruder, _) => self.intruder(step).await,
+            (Op::Rotate { interrupt }, Some(live)) => self.rotate(step, *interrupt, live).await,
+            (Op::Check { days, switched }, Some(live)) => self.key_check(step, *days, *switched, live).await,
             _ => Ok(()),
         }
     }
@@ -450,6 +475,7 @@ impl Model {
             .into_iter()
             .flatten()
             .chain(undelivered.iter().map(String::as_str))
+            .chain(self.tolerated.iter().map(String::as_str))
             .collect();
         if doc.user_name != name || !active.contains(doc.access_key_id.as_str()) || !active.is_subset(&allowed) {
             return Err(format!(
@@ -498,7 +524,7 @@ impl Model {
         let expected = live.map(crate::cloud_app_security::sha256_hex);
         for ((_, digest), registered_key) in connectors.iter() {
             let is_live = Some(digest) == expected.as_ref();
-            if !is_live && failed.contains(digest) {
+            if (!is_live && failed.contains(digest)) || (is_live && self.registry_in_doubt) {
                 continue;
             }
             if !is_live || Some(registered_key) != key {
@@ -515,6 +541,111 @@ impl Model {
 }
 
 impl Model {
+    /// What Secrets Manager does: starts a rotation of the live secret (unless one is in
+    /// progress) and runs the steps until one fails.
+    async fn rotate(&mut self, step: &Step, interrupt: Option<Change>, live: Live) -> Result<(), String> {
+        use crate::rotation::{Event, RotationRequest, Step as RotationStep};
+        let name = secret_name(&live.props);
+        let token = format!("00000000-0000-4000-8000-{:012}", self.requests);
+        self.requests += 1;
+        let Some(arn) = self.world.secrets.secret(&name).map(|s| s.arn) else {
+            return Ok(());
+        };
+        if self.world.secrets.begin_rotation(&name, &token).is_err() {
+            return Ok(());
+        }
+        if let Some((at, after)) = step.fault {
+            self.world.faults.fail_call(self.world.faults.calls() + at, after);
+        }
+        for (i, rotation_step) in [
+            RotationStep::Create,
+            RotationStep::Set,
+            RotationStep::Test,
+            RotationStep::Finish,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let (2, Some(change)) = (i, interrupt) {
+                let plain = Step {
+                    fault: None,
+                    delivery: Delivery::Once,
+                    ..step.clone()
+                };
+                let live = self.live.clone().ok_or("no live resource")?;
+                self.update(&plain, change, false, live).await?;
+            }
+            self.world.clock.advance(Duration::from_secs(5));
+            let request = RotationRequest {
+                step: rotation_step,
+                secret_id: arn.clone(),
+                client_request_token: token.clone(),
+            };
+            if self.world.other_event(&Event::Rotation(request)).await.is_err() {
+                break;
+            }
+            if rotation_step == RotationStep::Finish {
+                self.rotated += 1;
+            }
+        }
+        self.world.faults.fail_call(usize::MAX, false);
+        if step.fault.is_some() {
+            self.tolerate();
+        }
+        Ok(())
+    }
+
+    /// Keys of the live user that nobody holds, and the registration, after a fault.
+    fn tolerate(&mut self) {
+        let Some(live) = &self.live else { return };
+        let name = live.physical_id.rsplit('/').next().unwrap_or_default();
+        let keys = self.world.iam.user(name).map(|u| u.keys).unwrap_or_default();
+        self.tolerated.extend(keys.into_iter().map(|k| k.access_key_id));
+        self.registry_in_doubt = true;
+    }
+
+    /// Days pass; Cloud App Security may switch to the stored key; the key check runs.
+    async fn key_check(&mut self, step: &Step, days: u8, switched: bool, live: Live) -> Result<(), String> {
+        self.world
+            .clock
+            .advance(Duration::from_secs(u64::from(days) * 24 * 60 * 60));
+        let name = secret_name(&live.props);
+        let Some(arn) = self.world.secrets.secret(&name).map(|s| s.arn) else {
+            return Ok(());
+        };
+        if let (true, Some(doc)) = (switched, self.world.stored(&name)) {
+            let now = crate::ports::Clock::now(&self.world.clock);
+            self.world.iam.last_used.lock().unwrap().insert(doc.access_key_id, now);
+        }
+        if let Some((at, after)) = step.fault {
+            self.world.faults.fail_call(self.world.faults.calls() + at, after);
+        }
+        let request = crate::rotation::CheckRequest { secret_id: arn };
+        let _ = self.world.other_event(&crate::rotation::Event::Check(request)).await;
+        self.world.faults.fail_call(usize::MAX, false);
+        if step.fault.is_some() {
+            self.tolerate();
+        }
+        Ok(())
+    }
+
+    /// A day after the last step, the key check has repaired what faults left: the invariant
+    /// then holds with nothing tolerated.
+    async fn final_check(&mut self) -> Result<(), String> {
+        self.tolerated.clear();
+        self.registry_in_doubt = false;
+        let Some(live) = self.live.clone() else { return Ok(()) };
+        self.world.clock.advance(Duration::from_secs(24 * 60 * 60));
+        let Some(arn) = self.world.secrets.secret(&secret_name(&live.props)).map(|s| s.arn) else {
+            return Err("the live resource has no secret".to_owned());
+        };
+        let request = crate::rotation::CheckRequest { secret_id: arn };
+        match self.world.other_event(&crate::rotation::Event::Check(request)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("the final key check failed: {e}")),
+        }
+    }
+
     /// Prints what a step did, for reading a failing case (`MODEL_TRACE=1`).
     fn trace(&self, step: &Step, from: usize, outcome: &Result<(), String>) {
         println!("STEP {step:?} -> {outcome:?}");
@@ -562,12 +693,15 @@ impl Snapshot {
     }
 }
 
-async fn run(steps: Vec<Step>, trace: bool) -> Result<(u32, u32), String> {
+async fn run(steps: Vec<Step>, trace: bool) -> Result<(u32, u32, u32), String> {
     let seed = steps.first().map_or(0, |s| s.seed);
     let mut model = Model {
         world: World::seeded(seed, 3),
         live: None,
         best_effort: BTreeSet::new(),
+        tolerated: BTreeSet::new(),
+        registry_in_doubt: false,
+        rotated: 0,
         requests: 0,
         events: 0,
     };
@@ -587,10 +721,14 @@ async fn run(steps: Vec<Step>, trace: bool) -> Result<(u32, u32), String> {
             .check(&snapshot)
             .map_err(|e| format!("after step {n} {step:?}: {e}"))?;
     }
-    Ok((model.requests, model.events))
+    model.final_check().await?;
+    model
+        .check(&snapshot)
+        .map_err(|e| format!("a day after the last step: {e}"))?;
+    Ok((model.requests, model.events, model.rotated))
 }
 
-static TOTALS: std::sync::Mutex<(u64, u64, u64)> = std::sync::Mutex::new((0, 0, 0));
+static TOTALS: std::sync::Mutex<(u64, u64, u64, u64)> = std::sync::Mutex::new((0, 0, 0, 0));
 
 proptest! {
     #![proptest_config(ProptestConfig {
@@ -604,11 +742,14 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         let json = serde_json::to_string(&steps).unwrap_or_default();
         let outcome = runtime.block_on(run(steps, false));
-        let (requests, events) = outcome.map_err(|e| TestCaseError::fail(format!("{e}\nMODEL_CASE='{json}'")))?;
+        let (requests, events, rotated) = outcome.map_err(|e| TestCaseError::fail(format!("{e}\nMODEL_CASE='{json}'")))?;
         let mut totals = TOTALS.lock().unwrap();
-        *totals = (totals.0 + 1, totals.1 + u64::from(requests), totals.2 + u64::from(events));
+        *totals = (totals.0 + 1, totals.1 + u64::from(requests), totals.2 + u64::from(events), totals.3 + u64::from(rotated));
         if totals.0 % 100 == 0 {
-            println!("model: {} sequences, {} CloudFormation requests, {} deliveries", totals.0, totals.1, totals.2);
+            println!(
+                "model: {} sequences, {} requests (CloudFormation's and rotations), {} deliveries, {} rotations completed",
+                totals.0, totals.1, totals.2, totals.3
+            );
         }
     }
 }

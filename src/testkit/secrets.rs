@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use super::faults::{answer, Faults};
 use crate::key_material::SecretText;
 use crate::ports::{CallError, Created, ErrorKind, NewSecret, SecretInfo, SecretStore, SecretValue, Tags, Version};
-use crate::ports::{CURRENT, PREVIOUS};
+use crate::ports::{CURRENT, PENDING, PREVIOUS};
 use crate::properties::RecoveryWindow;
 
 /// One secret.
@@ -47,6 +47,7 @@ impl FakeSecret {
                 .iter()
                 .map(|(id, _, stages)| (id.clone(), stages.clone()))
                 .collect(),
+            description: Some(self.description.clone()),
         }
     }
 
@@ -82,6 +83,24 @@ impl FakeSecrets {
 
     pub fn secret(&self, name: &str) -> Option<FakeSecret> {
         lock(&self.secrets).get(name).cloned()
+    }
+
+    /// What `RotateSecret` does before it invokes the function: a version without a value,
+    /// staged `AWSPENDING`; refused while another version not current carries that label.
+    pub fn begin_rotation(&self, name: &str, token: &str) -> Result<(), String> {
+        let mut secrets = lock(&self.secrets);
+        let s = secrets.get_mut(name).ok_or("no such secret")?;
+        let in_progress = s
+            .versions
+            .iter()
+            .any(|(_, _, st)| st.iter().any(|l| l == PENDING) && !st.iter().any(|l| l == CURRENT));
+        if in_progress {
+            return Err("a previous rotation isn't complete".into());
+        }
+        s.unlabel(PENDING);
+        s.versions
+            .push((token.to_owned(), String::new(), vec![PENDING.to_owned()]));
+        Ok(())
     }
 
     /// Puts a secret there, as someone else would.
@@ -173,16 +192,28 @@ impl SecretStore for FakeSecrets {
                 Version::Staged(label) => stages.iter().any(|s| s == label),
                 Version::Id(wanted) => vid == wanted,
             });
-            hit.map(|(vid, value, _)| SecretValue {
-                version_id: vid.clone(),
-                text: SecretText::new(value.clone()),
-            })
+            // A version Secrets Manager made for a rotation has no value until the function puts one.
+            hit.filter(|(_, value, _)| !value.is_empty())
+                .map(|(vid, value, _)| SecretValue {
+                    version_id: vid.clone(),
+                    text: SecretText::new(value.clone()),
+                })
         });
         Ok(found.ok().flatten())
     }
     async fn put_value(&self, arn: &str, value: &SecretText, token: &str, stages: &[&str]) -> Result<(), CallError> {
         self.write("secretsmanager:PutSecretValue", arn, |s| {
-            if let Some((_, existing, _)) = s.versions.iter().find(|(id, _, _)| id == token) {
+            if let Some((_, existing, labels)) = s.versions.iter_mut().find(|(id, _, _)| id == token) {
+                if existing.is_empty() {
+                    // The value of a version a rotation started.
+                    *existing = value.expose().to_owned();
+                    for stage in stages {
+                        if !labels.iter().any(|l| l == stage) {
+                            labels.push((*stage).to_owned());
+                        }
+                    }
+                    return Ok(());
+                }
                 return match existing == value.expose() {
                     true => Ok(()),
                     false => Err(CallError::new(

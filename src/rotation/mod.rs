@@ -1,0 +1,454 @@
+//! Rotation of the connector's key through Secrets Manager, and the scheduled check that retires
+//! the previous key once Cloud App Security uses the new one.
+//!
+//! The four steps follow the Secrets Manager protocol (`steps.rs`); each is idempotent and acts
+//! only on a secret of this stack with rotation enabled, for a version staged `AWSPENDING` (the
+//! standard guard). The new document records the version it was made from, and becomes current
+//! only by moving `AWSCURRENT` from that version: a stack update that wrote the secret meanwhile
+//! wins, and the rotation is abandoned. A failed step is undone ([`Rotator::abandon`]): the new
+//! key is deleted, Cloud App Security gets the current key back, and the pending label comes off
+//! so the next rotation can start. The current key keeps working throughout.
+
+pub mod event;
+mod retirement;
+mod steps;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::cloud_app_security::endpoint::AllowedHosts;
+use crate::metrics;
+use crate::ownership::{TAG_PHYSICAL_ID, TAG_STACK_ID};
+use crate::ports::{AccessKeyInfo, AccessKeys, ErrorKind, Ports, ProbeError, SecretInfo, SecretStore, Version};
+use crate::ports::{CURRENT, PENDING};
+use crate::progress::Progress;
+use crate::properties::Connection;
+use crate::provision::access_key::stale;
+use crate::provision::secret::{self, Read};
+use crate::provision::{steps as step_names, Context, InStep, Made, ProvisionError, Provisioner};
+
+pub use event::{CheckRequest, Event, RotationRequest, Step, CHECK_KEY};
+use retirement::Retirement;
+
+/// At most this much of the remaining time is kept for undoing a failed step.
+const UNDO_BUDGET: Duration = Duration::from_secs(12);
+
+/// Why a rotation step or a key check failed. Each message names the secret or key and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    /// No secret of that id.
+    #[error("secret {0} was not found")]
+    NoSecret(String),
+    /// The secret is not this stack's connector secret.
+    #[error(
+        "secret {0} is not this stack's connector secret (its cloud-app-security:stack-id and physical-id tags do \
+         not name this stack); nothing was done"
+    )]
+    NotOurs(String),
+    /// Rotation is off for the secret.
+    #[error("secret {0} does not have rotation enabled; nothing was done")]
+    NotEnabled(String),
+    /// The version is not a rotation in progress.
+    #[error("version {token} of secret {secret} is not staged AWSPENDING: no rotation of it is in progress")]
+    NotPending {
+        /// The secret.
+        secret: String,
+        /// The version.
+        token: String,
+    },
+    /// A version does not hold the connector's document.
+    #[error(
+        "secret {secret} holds no key document in {at}; a stack update (any CodeVersion change) writes the current one again"
+    )]
+    NoDocument {
+        /// The secret.
+        secret: String,
+        /// Which version.
+        at: String,
+    },
+    /// The registration record lacks what sending it again needs.
+    #[error(
+        "the registration recorded in secret {0} was written by an earlier release and lacks what a rotation sends; \
+         a stack update (any CodeVersion change) records it in full"
+    )]
+    IncompleteRegistration(String),
+    /// The new key does not work.
+    #[error("testSecret: the new key {key} could not make the connector's reads: {source}")]
+    KeyFailed {
+        /// The new key.
+        key: String,
+        /// Why.
+        source: ProbeError,
+    },
+    /// The new key was deleted before the rotation finished.
+    #[error("finishSecret: the new key {0} no longer exists; the next rotation issues another")]
+    KeyGone(String),
+    /// The previous key is retired but not yet deleted.
+    #[error(
+        "createSecret: the previous key {key} of IAM user {user} was retired and is deleted on {until}; the rotation \
+         waits until then (delete it yourself if it must go now: aws iam delete-access-key --user-name {user} \
+         --access-key-id {key})"
+    )]
+    Retiring {
+        /// The retired key.
+        key: String,
+        /// The user.
+        user: String,
+        /// When it is deleted.
+        until: String,
+    },
+    /// A stack update changed the secret while the rotation ran.
+    #[error(
+        "{step}: the current version of secret {secret} changed during the rotation (a stack update wrote it); the \
+         rotation was abandoned and the current key is unchanged"
+    )]
+    Superseded {
+        /// The step.
+        step: &'static str,
+        /// The secret.
+        secret: String,
+    },
+    /// A provisioning step failed (an AWS call, the call back, a pending paste).
+    #[error("{0}")]
+    Provision(#[from] ProvisionError),
+    /// The function's time ran out.
+    #[error("timed out during {0} (the function's time was nearly up)")]
+    TimedOut(&'static str),
+    /// The work panicked.
+    #[error("internal error during {0}; see the function's logs")]
+    Panicked(&'static str),
+}
+
+/// What the handler hands a rotation or a check.
+pub struct Invocation<'a> {
+    /// Hosts the deployer allowed for the call back.
+    pub allowed: &'a AllowedHosts,
+    /// The only stack whose secrets this function acts on (`None`: local runs).
+    pub stack_id: Option<&'a str>,
+    /// When the handler must stop.
+    pub guard_at: Instant,
+}
+
+/// Runs `event` to its end: the step or the check, under a work deadline and a panic catcher;
+/// a failed step is undone. Sends the metrics the template's alarms watch. The `Ok` value is
+/// the function's result (a summary, never key material).
+pub async fn run<P: Ports>(ports: &P, invocation: &Invocation<'_>, event: &Event) -> Result<Value, RotationError> {
+    let progress = Progress::new(step_names::DISCOVER);
+    let now = Instant::now();
+    let undo_budget = UNDO_BUDGET.min(invocation.guard_at.saturating_duration_since(now) / 4);
+    let work_until = invocation.guard_at.checked_sub(undo_budget).unwrap_or(now);
+    let request_id = match event {
+        Event::Rotation(r) => r.client_request_token.as_str(),
+        Event::Check(_) => "key-check",
+    };
+    let rotator = Rotator {
+        provisioner: Provisioner {
+            ports,
+            progress: &progress,
+            context: Context {
+                request_id,
+                allowed: invocation.allowed,
+                deadline: work_until,
+                function_arn: None,
+            },
+        },
+        stack_id: invocation.stack_id,
+    };
+    let made = Made::default();
+    let result = match event {
+        Event::Rotation(r) => bounded(&progress, work_until, rotator.rotate(r, &made))
+            .await
+            .map(|()| json!({})),
+        Event::Check(c) => bounded(&progress, work_until, rotator.check(&c.secret_id, &made))
+            .await
+            .map(|checked| checked.report()),
+    };
+    if result.is_err() {
+        let undo = async {
+            match event {
+                Event::Rotation(r) => rotator.abandon(r, &made).await,
+                Event::Check(c) => rotator.provisioner.undo_in(&c.secret_id, &made).await,
+            }
+        };
+        if tokio::time::timeout_at(invocation.guard_at, undo).await.is_err() {
+            tracing::error!("undoing the failed step ran out of time");
+        }
+    }
+    if result.is_err() {
+        metrics::emit(event.secret_id(), &[(metrics::ROTATION_FAILED, 1)]);
+    }
+    result
+}
+
+/// Runs `work` until `until`; a panic or the deadline becomes an error naming the step.
+async fn bounded<T>(
+    progress: &Progress,
+    until: Instant,
+    work: impl Future<Output = Result<T, RotationError>>,
+) -> Result<T, RotationError> {
+    match tokio::time::timeout_at(until, AssertUnwindSafe(work).catch_unwind()).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_panic)) => Err(RotationError::Panicked(progress.current())),
+        Err(_elapsed) => Err(RotationError::TimedOut(progress.current())),
+    }
+}
+
+/// The outcome of a key check.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// The secret checked.
+    pub secret: String,
+    /// What became of the key awaiting a paste, if one was.
+    pub retirement: Option<&'static str>,
+    /// Whether a paste is still awaited.
+    pub paste_pending: bool,
+    /// Whether a key was retired without Cloud App Security ever seen using its successor.
+    pub switch_not_seen: bool,
+    /// Keys deleted as stale.
+    pub deleted: Vec<String>,
+}
+
+impl Checked {
+    /// The check's result: what an operator invoking it by hand reads. Sends the metrics.
+    fn report(&self) -> Value {
+        metrics::emit(
+            &self.secret,
+            &[
+                (metrics::PASTE_PENDING, u32::from(self.paste_pending)),
+                (metrics::SWITCH_NOT_SEEN, u32::from(self.switch_not_seen)),
+            ],
+        );
+        json!({
+            "SecretId": self.secret,
+            "PreviousKey": self.retirement.unwrap_or("none awaiting a paste"),
+            "PastePending": self.paste_pending,
+            "DeletedKeys": self.deleted,
+        })
+    }
+}
+
+/// Rotation and the key check over the provisioning engine.
+pub struct Rotator<'a, P> {
+    /// The engine, with the event's context (the request id is the rotation's token).
+    pub provisioner: Provisioner<'a, P>,
+    /// The only stack whose secrets this function acts on (`None`: local runs).
+    pub stack_id: Option<&'a str>,
+}
+
+impl<P: Ports> Rotator<'_, P> {
+    /// One rotation step, behind the standard guard.
+    pub async fn rotate(&self, request: &RotationRequest, made: &Made) -> Result<(), RotationError> {
+        let info = self.owned(&request.secret_id).await?;
+        let token = request.client_request_token.as_str();
+        let not_pending = || RotationError::NotPending {
+            secret: info.arn.clone(),
+            token: token.to_owned(),
+        };
+        if info.rotation.is_none() {
+            return Err(RotationError::NotEnabled(info.arn.clone()));
+        }
+        let stages = info.stages_of(token).ok_or_else(not_pending)?;
+        if stages.iter().any(|s| s == CURRENT) {
+            // Done before (a retried step): only what follows the promotion may be left.
+            return match request.step {
+                Step::Finish => self.after_promotion(&info, token).await,
+                _ => Ok(()),
+            };
+        }
+        if !stages.iter().any(|s| s == PENDING) {
+            return Err(not_pending());
+        }
+        tracing::info!(step = request.step.as_str(), "rotation step");
+        match request.step {
+            Step::Create => self.create(&info, token, made).await,
+            Step::Set => self.set(&info, token).await,
+            Step::Test => self.test(&info, token).await,
+            Step::Finish => self.finish(&info, token).await,
+        }
+    }
+
+    /// The scheduled check: retires a key awaiting a paste when its time came, deletes stale
+    /// keys, and keeps the secret's description naming the key a paste awaits.
+    pub async fn check(&self, secret_id: &str, made: &Made) -> Result<Checked, RotationError> {
+        let info = self.owned(secret_id).await?;
+        let current = self.current(&info).await?;
+        let iam = self.provisioner.ports.iam();
+        let listed = match iam.list_access_keys(&current.doc.user_name).await {
+            Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+            other => other.in_step(step_names::RETIRE)?,
+        };
+        let (current, listed, retirement) = self.retire_awaiting(current, listed, made).await?;
+        let current = self.repair_registration(current, made).await?;
+        let deleted = self.delete_stale(&current, &listed).await?;
+        self.provisioner
+            .align_description(&info.arn, info.description.as_deref(), &current.doc)
+            .await?;
+        Ok(Checked {
+            secret: secret_id.to_owned(),
+            retirement: retirement.map(describe),
+            paste_pending: retirement.is_some_and(Retirement::pending),
+            switch_not_seen: retirement == Some(Retirement::Deactivate { seen: false }),
+            deleted,
+        })
+    }
+
+    /// The secret, if it is this stack's connector secret.
+    async fn owned(&self, secret_id: &str) -> Result<SecretInfo, RotationError> {
+        let secrets = self.provisioner.ports.secrets();
+        let info = secrets.describe(secret_id).await.in_step(step_names::DISCOVER)?;
+        let info = info.ok_or_else(|| RotationError::NoSecret(secret_id.to_owned()))?;
+        let stack = info.tags.get(TAG_STACK_ID);
+        let ours = stack.is_some_and(|s| self.stack_id.is_none_or(|ours| ours == s))
+            && info.tags.contains_key(TAG_PHYSICAL_ID)
+            && !info.pending_deletion;
+        match ours {
+            true => Ok(info),
+            false => Err(RotationError::NotOurs(secret_id.to_owned())),
+        }
+    }
+
+    /// The current document.
+    async fn current(&self, info: &SecretInfo) -> Result<Read, RotationError> {
+        self.read_at(info, Version::Staged(CURRENT))
+            .await?
+            .ok_or_else(|| RotationError::NoDocument {
+                secret: info.arn.clone(),
+                at: CURRENT.to_owned(),
+            })
+    }
+
+    /// One version's document, `None` when it has no value or not ours.
+    async fn read_at(&self, info: &SecretInfo, version: Version<'_>) -> Result<Option<Read>, RotationError> {
+        let secrets = self.provisioner.ports.secrets();
+        Ok(secret::read(secrets, &info.arn, version)
+            .await
+            .in_step(step_names::SECRET)?)
+    }
+
+    /// Deletes the user's stale keys: neither stored nor awaiting a paste, and older than the
+    /// stored one or than any invocation runs (see `provision::access_key`).
+    async fn delete_stale(&self, current: &Read, listed: &[AccessKeyInfo]) -> Result<Vec<String>, RotationError> {
+        let doc = &current.doc;
+        let awaiting = doc
+            .bookkeeping
+            .awaiting_paste
+            .as_ref()
+            .map(|a| a.access_key_id.as_str());
+        let protected: Vec<&str> = [Some(doc.access_key_id.as_str()), awaiting]
+            .into_iter()
+            .flatten()
+            .collect();
+        let stored_created = listed
+            .iter()
+            .find(|k| k.access_key_id == doc.access_key_id)
+            .map(|k| k.created);
+        let gone = stale(listed, &protected, stored_created, self.provisioner.now());
+        self.provisioner.delete_keys(&doc.user_name, &gone).await?;
+        Ok(gone)
+    }
+
+    /// After a failed step: deletes the new key (unless the secret's current version holds it),
+    /// gives Cloud App Security the current key back, and takes the pending label off the
+    /// version so that the next rotation can start. Best effort: failures are logged.
+    pub async fn abandon(&self, request: &RotationRequest, made: &Made) {
+        self.provisioner.undo_in(&request.secret_id, made).await;
+        let token = request.client_request_token.as_str();
+        let Ok(Some(info)) = self.provisioner.ports.secrets().describe(&request.secret_id).await else {
+            return;
+        };
+        let (current, pending) = futures::join!(
+            self.read_at(&info, Version::Staged(CURRENT)),
+            self.read_at(&info, Version::Id(token))
+        );
+        let (Ok(Some(current)), Ok(pending)) = (current, pending) else {
+            tracing::error!("could not read the secret while abandoning the rotation");
+            return;
+        };
+        if current.version == token {
+            return;
+        }
+        let issued = pending.filter(|p| p.doc.access_key_id != current.doc.access_key_id);
+        if let Some(pending) = issued.filter(|_| request.step != Step::Create) {
+            self.take_back(&current, &pending).await;
+        }
+        let secrets = self.provisioner.ports.secrets();
+        match secrets.move_stage(&info.arn, PENDING, None, Some(token)).await {
+            Err(e) if e.kind != ErrorKind::Conflict => {
+                tracing::error!(error = %e, "could not take the pending label off the abandoned version")
+            }
+            _ => {}
+        }
+    }
+
+    /// Deletes `pending`'s key and registers `current`'s again (setSecret may have sent the new one).
+    async fn take_back(&self, current: &Read, pending: &Read) {
+        let iam = self.provisioner.ports.iam();
+        let key = &pending.doc.access_key_id;
+        if let Err(e) = iam.delete_access_key(&pending.doc.user_name, key).await {
+            tracing::error!(error = %e, key = %key, "could not delete the abandoned rotation's key");
+        }
+        let Some(record) = current
+            .doc
+            .bookkeeping
+            .registration
+            .as_ref()
+            .filter(|r| r.is_complete())
+        else {
+            return;
+        };
+        let sent = async {
+            let credentials = self.provisioner.credentials(Some(&record.credentials)).await?;
+            match credentials {
+                Some(c) => self.provisioner.send(record, &c, &current.doc).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        let Err(e) = sent.await else {
+            tracing::info!("Cloud App Security has the current key again");
+            return;
+        };
+        tracing::error!(error = %e, "could not register the current key again; the key check retries");
+        // Recorded as in doubt: the daily check (or the next stack update) sends it again.
+        let mut doc = current.doc.clone();
+        if let Some(r) = doc.bookkeeping.registration.as_mut() {
+            r.fingerprint.clear();
+        }
+        if let Err(e) = self.record(current, doc, &Made::default()).await {
+            tracing::error!(error = %e, "could not record the registration as in doubt");
+        }
+    }
+}
+
+/// What a retirement decision means, for the check's result.
+fn describe(r: Retirement) -> &'static str {
+    match r {
+        Retirement::Forget => "gone (deleted outside the function); forgotten",
+        Retirement::Wait => "active, waiting for the new key to be pasted",
+        Retirement::Reactivated => "reactivated by an administrator after it was retired; left alone",
+        Retirement::Deactivate { seen: true } => "deactivated: Cloud App Security uses the new key",
+        Retirement::Deactivate { seen: false } => {
+            "deactivated: the grace period ended without Cloud App Security seen using the new key"
+        }
+        Retirement::NoteDeactivated => "found deactivated; deleted a week from now",
+        Retirement::Retired => "deactivated, deleted a week after it was retired",
+        Retirement::Delete => "deleted, a week after it was retired",
+    }
+}
+
+/// The connections a document's key must serve (`SecurityAuditing` when not recorded).
+fn connections_of(read: &Read) -> BTreeSet<Connection> {
+    let recorded = read.doc.bookkeeping.settings.as_ref();
+    let set: BTreeSet<Connection> = recorded
+        .map(|s| s.connections.iter().filter_map(|c| Connection::parse(c)).collect())
+        .unwrap_or_default();
+    match set.is_empty() {
+        true => BTreeSet::from([Connection::SecurityAuditing]),
+        false => set,
+    }
+}

@@ -1,0 +1,334 @@
+//! Rotation and the key check on the fakes: the protocol's four steps, the portal-mode rule for
+//! the previous key, the guard, and what a failed or superseded rotation leaves behind.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use super::provision_tests::plant_credentials;
+use super::*;
+use crate::key_material::SecretDocument;
+use crate::ports::{Clock, CURRENT, PENDING, PREVIOUS};
+use crate::provision::Made;
+use crate::provision::ProvisionError;
+use crate::rotation::{RotationError, Step};
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl World {
+    /// A connector with scheduled rotation, converged.
+    async fn connector(&self, extra: Value) -> Target {
+        let mut props = json!({"RotationDays": "30"});
+        props
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let t = target(props);
+        let p = self.provisioner("req-create");
+        p.converge(&t, &Made::default()).await.unwrap();
+        t
+    }
+
+    fn current(&self) -> SecretDocument {
+        self.stored(SECRET).unwrap()
+    }
+
+    fn labels(&self, token: &str) -> Vec<String> {
+        let secret = self.secrets.secret(SECRET).unwrap();
+        let version = secret.versions.iter().find(|(id, _, _)| id == token);
+        version.map(|(_, _, labels)| labels.clone()).unwrap_or_default()
+    }
+
+    fn used(&self, key: &str, at: SystemTime) {
+        self.iam.last_used.lock().unwrap().insert(key.to_owned(), at);
+    }
+}
+
+fn callback(w: &World) -> Value {
+    json!({"CloudAppSecurityUrl": "http://127.0.0.1:9", "CloudAppSecurityCredentials": plant_credentials(w)})
+}
+
+#[tokio::test]
+async fn in_portal_mode_a_rotation_stores_a_new_key_and_keeps_the_previous_one_awaiting_the_paste() {
+    let w = World::new();
+    let t = w.connector(json!({})).await;
+    assert_eq!(
+        w.secrets.secret(SECRET).unwrap().rotation,
+        Some((FUNCTION.to_owned(), 30))
+    );
+    let before = w.current();
+    w.rotate("rot-1").await.unwrap();
+    let after = w.current();
+    assert_ne!(after.access_key_id, before.access_key_id);
+    assert_eq!(
+        w.labels("rot-1"),
+        [CURRENT],
+        "the new version is current, its pending label gone"
+    );
+    let waiting = after.bookkeeping.awaiting_paste.as_ref().unwrap();
+    assert_eq!(waiting.access_key_id, before.access_key_id);
+    let mut keys = w.key_ids(USER);
+    keys.sort();
+    let mut expected = vec![before.access_key_id.clone(), after.access_key_id.clone()];
+    expected.sort();
+    assert_eq!(keys, expected, "both keys stay active until the paste is seen");
+    let description = w.secrets.secret(SECRET).unwrap().description;
+    assert!(
+        description.contains(&after.access_key_id) && description.contains("waits to be pasted"),
+        "{description}"
+    );
+    assert_eq!(after.bookkeeping.key_version, before.bookkeeping.key_version);
+    assert!(w.registry.calls().is_empty(), "portal mode sends nothing");
+    assert_eq!(w.probe.probed.lock().unwrap().last(), Some(&after.access_key_id));
+    // The next stack update keeps the rotated key: it was issued for the same KeyVersion.
+    let calls = w.faults.log().len();
+    let again = w
+        .provisioner("req-update")
+        .converge(&t, &Made::default())
+        .await
+        .unwrap();
+    assert_eq!(again.access_key_id, after.access_key_id);
+    let since = &w.faults.log()[calls..];
+    assert!(
+        !since
+            .iter()
+            .any(|op| op.contains("CreateAccessKey") || op.contains("PutSecretValue")),
+        "{since:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_the_call_back_the_new_key_is_registered_in_set_and_the_old_one_deleted_in_finish() {
+    let w = World::new();
+    let t = w.connector(callback(&w)).await;
+    let before = w.current();
+    let key = crate::cloud_app_security::sha256_hex(&t.physical_id);
+    w.secrets.begin_rotation(SECRET, "rot-1").unwrap();
+    w.step(Step::Create, "rot-1").await.unwrap();
+    w.step(Step::Set, "rot-1").await.unwrap();
+    let pending = w.secrets.secret(SECRET).unwrap();
+    let pending: SecretDocument = serde_json::from_str(pending.versions.last().map(|(_, v, _)| v).unwrap()).unwrap();
+    assert_eq!(
+        w.registry.registered(&key),
+        [("http://127.0.0.1:9/".to_owned(), pending.access_key_id.clone())]
+    );
+    assert_eq!(
+        w.key_ids(USER).len(),
+        2,
+        "the old key lives until the new one is current"
+    );
+    w.step(Step::Test, "rot-1").await.unwrap();
+    w.step(Step::Finish, "rot-1").await.unwrap();
+    let after = w.current();
+    assert_eq!(after.access_key_id, pending.access_key_id);
+    assert_eq!(w.key_ids(USER), vec![after.access_key_id.clone()]);
+    assert!(after.bookkeeping.awaiting_paste.is_none());
+    assert_ne!(before.access_key_id, after.access_key_id);
+    // The record carries the new key's fingerprint: the next update calls nothing.
+    let calls = w.registry.calls().len();
+    w.provisioner("req-update")
+        .converge(&t, &Made::default())
+        .await
+        .unwrap();
+    assert_eq!(w.registry.calls().len(), calls);
+}
+
+#[tokio::test]
+async fn every_step_repeated_changes_nothing_more() {
+    let w = World::new();
+    w.connector(callback(&w)).await;
+    w.secrets.begin_rotation(SECRET, "rot-1").unwrap();
+    for step in [Step::Create, Step::Set, Step::Test, Step::Finish] {
+        w.step(step, "rot-1").await.unwrap();
+        w.step(step, "rot-1").await.unwrap();
+    }
+    assert_eq!(w.key_ids(USER), [w.current().access_key_id]);
+    assert_eq!(
+        w.iam.issued.lock().unwrap().len(),
+        2,
+        "one key at Create, one for the rotation"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_while_a_paste_is_pending_fails_before_issuing_and_clears_its_pending_label() {
+    let w = World::new();
+    w.connector(json!({})).await;
+    w.rotate("rot-1").await.unwrap();
+    let issued = w.iam.issued.lock().unwrap().len();
+    let e = w.rotate("rot-2").await.unwrap_err();
+    assert!(
+        matches!(e, RotationError::Provision(ProvisionError::PastePending { .. })),
+        "{e}"
+    );
+    assert!(e.to_string().contains("waits to be pasted"), "{e}");
+    assert_eq!(w.iam.issued.lock().unwrap().len(), issued);
+    assert!(w.labels("rot-2").is_empty(), "the next RotateSecret is not refused");
+    w.secrets.begin_rotation(SECRET, "rot-3").unwrap();
+}
+
+#[tokio::test]
+async fn the_check_retires_the_previous_key_once_the_new_one_is_seen_and_deletes_it_a_week_later() {
+    let w = World::new();
+    w.connector(json!({})).await;
+    let old = w.current().access_key_id;
+    w.rotate("rot-1").await.unwrap();
+    let new = w.current().access_key_id;
+    let checked = w.check().await.unwrap();
+    assert_eq!(checked["PastePending"], true);
+    // Cloud App Security starts using the new key; the old one falls idle.
+    w.clock.advance(2 * DAY);
+    let now = w.clock.now();
+    w.used(&new, now - Duration::from_secs(3600));
+    w.used(&old, now - DAY - Duration::from_secs(60));
+    let checked = w.check().await.unwrap();
+    assert_eq!(checked["PastePending"], false, "{checked}");
+    let user = w.iam.user(USER).unwrap();
+    assert!(
+        user.keys.iter().any(|k| k.access_key_id == old && !k.active),
+        "deactivated, not deleted"
+    );
+    assert!(!w.secrets.secret(SECRET).unwrap().description.contains("waits"));
+    w.clock.advance(6 * DAY);
+    w.check().await.unwrap();
+    assert_eq!(w.key_ids(USER).len(), 2, "kept for a week after it was deactivated");
+    w.clock.advance(DAY);
+    w.check().await.unwrap();
+    assert_eq!(w.key_ids(USER), [new]);
+    assert!(w.current().bookkeeping.awaiting_paste.is_none());
+    // Nothing waits any more: the next rotation may start.
+    w.rotate("rot-2").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_grace_period_ends_the_wait_when_the_switch_is_never_seen() {
+    let w = World::new();
+    w.connector(json!({"RotationGraceDays": "3", "RotationDays": "20"}))
+        .await;
+    let old = w.current().access_key_id;
+    w.rotate("rot-1").await.unwrap();
+    w.clock.advance(2 * DAY);
+    w.used(&old, w.clock.now());
+    assert_eq!(w.check().await.unwrap()["PastePending"], true);
+    w.clock.advance(DAY);
+    let checked = w.check().await.unwrap();
+    assert_eq!(checked["PastePending"], false);
+    assert!(
+        checked["PreviousKey"]
+            .as_str()
+            .unwrap()
+            .contains("without Cloud App Security seen"),
+        "{checked}"
+    );
+    assert!(!w
+        .iam
+        .user(USER)
+        .unwrap()
+        .keys
+        .iter()
+        .any(|k| k.access_key_id == old && k.active));
+}
+
+#[tokio::test]
+async fn a_failed_test_step_deletes_the_new_key_gives_the_tenant_the_current_one_back_and_unblocks_rotation() {
+    let w = World::new();
+    let t = w.connector(callback(&w)).await;
+    let before = w.current();
+    *w.probe.denied.lock().unwrap() = true;
+    let e = w.rotate("rot-1").await.unwrap_err();
+    assert!(matches!(e, RotationError::KeyFailed { .. }), "{e}");
+    assert!(e.to_string().contains("could not make the connector's reads"), "{e}");
+    assert_eq!(
+        w.current().access_key_id,
+        before.access_key_id,
+        "the current key is untouched"
+    );
+    assert_eq!(w.key_ids(USER), vec![before.access_key_id.clone()], "the new key is gone");
+    let key = crate::cloud_app_security::sha256_hex(&t.physical_id);
+    assert_eq!(
+        w.registry.registered(&key),
+        [("http://127.0.0.1:9/".to_owned(), before.access_key_id.clone())]
+    );
+    assert!(!w.labels("rot-1").contains(&PENDING.to_owned()));
+    *w.probe.denied.lock().unwrap() = false;
+    w.rotate("rot-2").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stack_update_during_the_rotation_wins_and_the_rotation_leaves_nothing_behind() {
+    let w = World::new();
+    let t = w.connector(json!({})).await;
+    w.secrets.begin_rotation(SECRET, "rot-1").unwrap();
+    w.step(Step::Create, "rot-1").await.unwrap();
+    w.step(Step::Set, "rot-1").await.unwrap();
+    // A stack update writes the secret (here: new tags change nothing; a new connection does).
+    let mut wider = t.clone();
+    wider
+        .connections
+        .insert(crate::properties::Connection::SecurityConfiguration);
+    w.provisioner("req-update")
+        .converge(&wider, &Made::default())
+        .await
+        .unwrap();
+    let stored = w.current();
+    let e = w.step(Step::Finish, "rot-1").await.unwrap_err();
+    assert!(matches!(e, RotationError::Superseded { .. }), "{e}");
+    assert_eq!(w.current().access_key_id, stored.access_key_id);
+    assert_eq!(
+        w.key_ids(USER),
+        [stored.access_key_id],
+        "the rotation's key was deleted"
+    );
+}
+
+#[tokio::test]
+async fn the_guard_acts_only_on_this_stacks_secret_with_rotation_on_for_a_pending_version() {
+    let w = World::new();
+    w.connector(json!({"RotationDays": "0"})).await;
+    w.secrets.begin_rotation(SECRET, "rot-1").unwrap();
+    let e = w.step(Step::Create, "rot-1").await.unwrap_err();
+    assert!(matches!(e, RotationError::NotEnabled(_)), "{e}");
+    w.secrets.secrets.lock().unwrap().get_mut(SECRET).unwrap().rotation = Some((FUNCTION.into(), 30));
+    let e = w.step(Step::Create, "no-such-version").await.unwrap_err();
+    assert!(matches!(e, RotationError::NotPending { .. }), "{e}");
+    let other = "arn:aws:cloudformation:us-east-1:123456789012:stack/other/1";
+    w.secrets
+        .secrets
+        .lock()
+        .unwrap()
+        .get_mut(SECRET)
+        .unwrap()
+        .tags
+        .insert(crate::ownership::TAG_STACK_ID.into(), other.into());
+    let e = w.step(Step::Create, "rot-1").await.unwrap_err();
+    assert!(matches!(e, RotationError::NotOurs(_)), "{e}");
+    assert_eq!(
+        w.iam.issued.lock().unwrap().len(),
+        1,
+        "no key was issued for any of them"
+    );
+}
+
+#[tokio::test]
+async fn secrets_managers_configuration_test_passes_without_a_new_key() {
+    let w = World::new();
+    w.connector(json!({})).await;
+    // RotateSecret with RotateImmediately = false: testSecret on a version without a new key,
+    // empty (as Secrets Manager makes it) or a copy of the current value (as moto does).
+    w.secrets.begin_rotation(SECRET, "cfg").unwrap();
+    w.step(Step::Test, "cfg").await.unwrap();
+    let current = w.secrets.secret(SECRET).unwrap().staged(CURRENT).unwrap().to_owned();
+    w.secrets
+        .secrets
+        .lock()
+        .unwrap()
+        .get_mut(SECRET)
+        .unwrap()
+        .versions
+        .last_mut()
+        .unwrap()
+        .1 = current;
+    w.step(Step::Test, "cfg").await.unwrap();
+    assert_eq!(w.iam.issued.lock().unwrap().len(), 1);
+    assert!(w.labels("cfg").contains(&PENDING.to_owned()) && !w.labels("cfg").contains(&PREVIOUS.to_owned()));
+}
