@@ -274,7 +274,6 @@ async fn two_deliveries_of_one_key_version_update_at_once_store_one_new_key_and_
 /// "The handler still tolerates duplicates": CloudFormation keeps the first answer it receives,
 /// so a duplicate that answers FAILED fails the stack update although nothing went wrong.
 #[tokio::test]
-#[ignore = "BUG: a duplicate delivery of a KeyVersion Update answers FAILED (KeySlotsTaken) instead of adopting the winner's key, and answers first"]
 async fn both_deliveries_of_one_key_version_update_at_once_answer_success_with_the_stored_key() {
     let env = Env::new().await;
     let v1 = env.props(json!({}));

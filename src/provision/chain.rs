@@ -5,6 +5,14 @@
 use std::time::SystemTime;
 
 use super::access_key::{fits, IN_FLIGHT};
+
+/// How long to wait, in turn, for a duplicate delivery to store the key it issued.
+const TWIN_WAITS: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+];
 use super::secret::{self, At, Read, Standing, Written};
 use super::{steps, InStep, Made, ProvisionError, Provisioner, Target, LEGACY_TAG_KEY_VERSION};
 use crate::key_material::{AwaitingPaste, Bookkeeping, SecretDocument};
@@ -110,7 +118,31 @@ impl<P: Ports> Provisioner<'_, P> {
                     .await;
             }
         }
-        self.issue_and_store(target, &standing, current, listed, made).await
+        let kept = listed.clone();
+        match self.issue_and_store(target, &standing, current, listed, made).await {
+            Err(ProvisionError::KeySlotsTaken { user }) => self.await_twin(target, kept, user).await,
+            other => other,
+        }
+    }
+
+    /// Both key slots were taken while this request issued its key: a duplicate delivery of the
+    /// same request is issuing one. Once it stored it, its key is this request's too.
+    async fn await_twin(
+        &self,
+        target: &Target,
+        listed: Vec<AccessKeyInfo>,
+        user: String,
+    ) -> Result<KeyState, ProvisionError> {
+        for wait in TWIN_WAITS {
+            if tokio::time::Instant::now() + wait >= self.context.deadline {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            if let Ok(state) = self.adopt(target, listed.clone()).await {
+                return Ok(state);
+            }
+        }
+        Err(ProvisionError::KeySlotsTaken { user })
     }
 
     /// A secret pending deletion is restored before it is used, and a leftover of another

@@ -159,7 +159,8 @@ fn callback_credentials(w: &World) -> &'static str {
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:cas-api"
 }
 
-#[tokio::test]
+// Paused: the request waits, in vain, for a duplicate delivery to store a key.
+#[tokio::test(start_paused = true)]
 async fn a_second_key_made_by_hand_is_deleted_only_once_it_cannot_be_a_running_invocations() {
     let w = World::new();
     let credentials = callback_credentials(&w);
