@@ -130,7 +130,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     bootstrap = os.path.abspath(sys.argv[1])
-    names = sys.argv[2:] or ["create", "update", "delete"]
+    names = sys.argv[2:] or ["create", "update", "check-keys", "delete"]
     os.makedirs(LOGS, exist_ok=True)
     procs = []
     try:
@@ -185,6 +185,16 @@ def main():
         for name in names:
             with open(os.path.join(REPO, "events", f"{name}.json")) as f:
                 event = json.load(f)
+            if "CheckKeys" in event:
+                # The daily key check the template's EventBridge rule sends: no CloudFormation answer,
+                # the function's result is what it did.
+                print(f"\n--> key check (events/{name}.json)")
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{invoke_port}/2015-03-31/functions/function/invocations",
+                    data=json.dumps(event).encode(), method="POST")
+                with urllib.request.urlopen(request, timeout=120) as reply:
+                    print(f"   result      {reply.read().decode()}")
+                continue
             event["ResponseURL"] = response_url
             props = event["ResourceProperties"]
             connector = props.get("ConnectorName") or "aws-123456789012"
