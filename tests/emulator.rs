@@ -272,3 +272,56 @@ async fn an_event_that_is_not_a_custom_resource_request_is_a_lambda_error() {
     let result = emulator.invoke(&json!({"hello": "world"}));
     assert!(result.contains("NotCustomResource"), "{result}");
 }
+
+#[tokio::test]
+async fn the_key_check_and_a_refused_rotation_step_answer_with_results_errors_and_metrics() {
+    let endpoint = moto();
+    let recorder = Recorder::start();
+    let emulator = start(&aws_env(endpoint, "60"));
+    let (stack, connector) = (stack_id("rot"), unique("rot"));
+    api_credentials(endpoint, &unique("api-token-")).await;
+    let mut create = fixture("create", &recorder, &stack, &connector);
+    create["ResourceProperties"]["TrailMode"] = json!("Off");
+    emulator.invoke(&create);
+    let got = recorder.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got[0].json()["Status"], "SUCCESS", "{}", emulator.output());
+    let secret = format!("cloud-app-security/{connector}");
+
+    let checked = emulator.invoke(&json!({"CheckKeys": {"SecretId": secret}}));
+    let checked: Value = serde_json::from_str(&checked).unwrap_or_else(|_| panic!("{checked}"));
+    assert_eq!(checked["PastePending"], false, "{checked}");
+    assert_eq!(checked["DeletedKeys"], json!([]));
+
+    // Rotation is off for this secret: the step is refused, as the invocation's error.
+    let step = json!({"Step": "createSecret", "SecretId": secret, "ClientRequestToken": unique("t")});
+    let refused = emulator.invoke(&step);
+    assert!(
+        refused.contains("RotationFailed") && refused.contains("does not have rotation enabled"),
+        "{refused}"
+    );
+
+    // Both reported as CloudWatch metrics: one embedded-metric-format line each on stdout.
+    let output = emulator.output();
+    let metrics: Vec<Value> = output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l.get("_aws").is_some() && l["SecretArn"] == secret)
+        .collect();
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m["PastePending"] == 0 && m["KeySwitchNotSeen"] == 0),
+        "{output}"
+    );
+    assert!(metrics.iter().any(|m| m["RotationFailed"] == 1), "{output}");
+    for m in &metrics {
+        assert_eq!(
+            m["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "CloudAppSecurityConnector"
+        );
+    }
+
+    emulator.invoke(&fixture("delete", &recorder, &stack, &connector));
+    let got = recorder.wait_for(2, Duration::from_secs(30));
+    assert_eq!(got[1].json()["Status"], "SUCCESS", "{}", emulator.output());
+}

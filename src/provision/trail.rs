@@ -94,23 +94,7 @@ pub fn plan(target: &TrailTarget, owner: &Owner, region: &str, seen: &[Observed]
         });
     }
     if target.mode == TrailMode::Reuse {
-        let mut others: Vec<&Observed> = seen
-            .iter()
-            .filter(|o| {
-                qualifies(o)
-                    && !(o.trail.home_region == region && remove.contains(&o.trail.name))
-                    && named_ours.is_none_or(|n| n.trail.arn != o.trail.arn)
-            })
-            .collect();
-        // Prefer an organization trail, then one homed here, then a stable order.
-        others.sort_by_key(|o| {
-            (
-                !o.trail.organization,
-                o.trail.home_region != region,
-                o.trail.arn.clone(),
-            )
-        });
-        if let Some(other) = others.first() {
+        if let Some(other) = best_other(seen, region, &remove, named_ours) {
             remove.extend(named_ours.map(|o| o.trail.name.clone()));
             return Ok(Plan {
                 action: Action::Reuse(other.trail.arn.clone()),
@@ -136,6 +120,29 @@ pub fn plan(target: &TrailTarget, owner: &Owner, region: &str, seen: &[Observed]
         },
     };
     Ok(Plan { action, remove })
+}
+
+/// The qualifying trail `Reuse` keeps, other than ours and the ones being removed: an
+/// organization trail first, then one homed here, then a stable order.
+fn best_other<'a>(
+    seen: &'a [Observed],
+    region: &str,
+    remove: &[String],
+    named_ours: Option<&Observed>,
+) -> Option<&'a Observed> {
+    seen.iter()
+        .filter(|o| {
+            qualifies(o)
+                && !(o.trail.home_region == region && remove.contains(&o.trail.name))
+                && named_ours.is_none_or(|n| n.trail.arn != o.trail.arn)
+        })
+        .min_by_key(|o| {
+            (
+                !o.trail.organization,
+                o.trail.home_region != region,
+                o.trail.arn.clone(),
+            )
+        })
 }
 
 /// Reads what the plan needs. No CloudTrail call at all when the mode is, and was, `Off`.
