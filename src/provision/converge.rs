@@ -12,8 +12,12 @@ use crate::key_material::SecretDocument;
 use crate::ports::{KeyProbe, Ports, ProbeError, SecretStore};
 use crate::properties::Connection;
 
-/// How long key verification retries while IAM propagates a new key.
+/// How long key verification waits between attempts while IAM propagates a new key.
 const PROBE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a stack operation waits for a new key to become valid before it reports
+/// `KeyVerified: false` and answers anyway. A new key usually authenticates within seconds;
+/// a minute is well past that, and a stack is not held for the function's whole timeout.
+const VERIFY_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl<P: Ports> Provisioner<'_, P> {
     /// Creates or repairs everything `target` describes. Safe to repeat; what it makes is
@@ -115,7 +119,8 @@ impl<P: Ports> Provisioner<'_, P> {
     /// "Test API", automated: the stored key authenticates and can make the connector's reads,
     /// retried while IAM propagates it, until the deadline. Never fails the request.
     pub(super) async fn verify(&self, target: &Target, state: &KeyState) -> bool {
-        match self.verify_key(&state.doc, &target.connections).await {
+        let until = self.context.deadline.min(Instant::now() + VERIFY_WITHIN);
+        match self.verify_key(&state.doc, &target.connections, until).await {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(key = %state.doc.access_key_id, error = %error, "the stored key could not make the connector's reads");
@@ -125,22 +130,22 @@ impl<P: Ports> Provisioner<'_, P> {
     }
 
     /// Proves `doc`'s key authenticates and can make the reads of `connections`, retrying
-    /// while IAM propagates a new key, until the deadline.
+    /// while IAM propagates a new key, until `until`.
     pub(crate) async fn verify_key(
         &self,
         doc: &SecretDocument,
         connections: &BTreeSet<Connection>,
+        until: Instant,
     ) -> Result<(), ProbeError> {
         self.progress.set(steps::VERIFY);
         loop {
-            let attempt = tokio::time::timeout_at(self.context.deadline, self.ports.probe().probe(doc, connections));
+            let attempt = tokio::time::timeout_at(until, self.ports.probe().probe(doc, connections));
             let error = match attempt.await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => e,
-                Err(_) => ProbeError::Failed("the function's time ran out".to_owned()),
+                Err(_) => ProbeError::Failed("no answer within the time verification has".to_owned()),
             };
-            let retry =
-                matches!(error, ProbeError::NotYetValid(_)) && Instant::now() + PROBE_RETRY < self.context.deadline;
+            let retry = matches!(error, ProbeError::NotYetValid(_)) && Instant::now() + PROBE_RETRY < until;
             if !retry {
                 return Err(error);
             }

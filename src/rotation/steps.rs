@@ -112,7 +112,9 @@ impl<P: Ports> Rotator<'_, P> {
             return Ok(());
         };
         let connections = connections_of(&pending);
-        let proven = self.provisioner.verify_key(&pending.doc, &connections).await;
+        // Secrets Manager waits for the step: retried until the function's time is up.
+        let until = self.provisioner.context.deadline;
+        let proven = self.provisioner.verify_key(&pending.doc, &connections, until).await;
         proven.map_err(|source| RotationError::KeyFailed {
             key: pending.doc.access_key_id.clone(),
             source,

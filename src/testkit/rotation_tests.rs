@@ -243,7 +243,11 @@ async fn a_failed_test_step_deletes_the_new_key_gives_the_tenant_the_current_one
         before.access_key_id,
         "the current key is untouched"
     );
-    assert_eq!(w.key_ids(USER), vec![before.access_key_id.clone()], "the new key is gone");
+    assert_eq!(
+        w.key_ids(USER),
+        vec![before.access_key_id.clone()],
+        "the new key is gone"
+    );
     let key = crate::cloud_app_security::sha256_hex(&t.physical_id);
     assert_eq!(
         w.registry.registered(&key),
@@ -331,4 +335,25 @@ async fn secrets_managers_configuration_test_passes_without_a_new_key() {
     w.step(Step::Test, "cfg").await.unwrap();
     assert_eq!(w.iam.issued.lock().unwrap().len(), 1);
     assert!(w.labels("cfg").contains(&PENDING.to_owned()) && !w.labels("cfg").contains(&PREVIOUS.to_owned()));
+}
+
+#[tokio::test]
+async fn create_secret_makes_room_by_deleting_only_a_stale_key_never_the_current_or_a_young_one() {
+    use crate::ports::AccessKeys;
+    let w = World::new();
+    w.connector(json!({})).await;
+    let current = w.current().access_key_id;
+    // A key someone made by hand: young, it may be another invocation's about to be stored.
+    let extra = w.iam.create_access_key(USER).await.unwrap().access_key_id;
+    w.secrets.begin_rotation(SECRET, "rot-1").unwrap();
+    let e = w.step(Step::Create, "rot-1").await.unwrap_err();
+    assert!(e.to_string().contains("already has two access keys"), "{e}");
+    assert_eq!(w.key_ids(USER).len(), 2, "neither key was deleted");
+    // An hour later it cannot be any invocation's: it goes, the current key stays.
+    w.clock.advance(Duration::from_secs(3600));
+    w.secrets.begin_rotation(SECRET, "rot-2").unwrap();
+    w.step(Step::Create, "rot-2").await.unwrap();
+    let keys = w.key_ids(USER);
+    assert!(keys.contains(&current) && !keys.contains(&extra), "{keys:?}");
+    assert_eq!(keys.len(), 2, "the current key and the new pending one");
 }
