@@ -10,6 +10,12 @@
 //! `Resource: "*"` without conditions: this proves every call is granted by action. The role's
 //! resources and conditions are checked statically (tests/python/test_templates.py).
 //!
+//! Rotation (SPEC "Rotation": the role must be sufficient on every path) runs after the
+//! lifecycle under the same enforcement: rotation turned on by an Update (`RotateSecret`), the
+//! four steps with the call back and in portal mode, the key check, rotation turned off
+//! (`CancelRotateSecret`). Secrets Manager's own `RotateSecret`, which starts a rotation, is
+//! made by the test's reader principal: in AWS the service makes it, not the role.
+//!
 //! Enforcement is server-wide, and this binary has a moto server of its own: every test that
 //! turns it on holds `ENFORCING`, and a guard turns it off again whatever happens.
 
@@ -30,10 +36,10 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use cloud_app_security_connector::aws::iam::IamAdapter;
 use cloud_app_security_connector::cfn::delivery::Delivery;
-use cloud_app_security_connector::handler::{Handler, Services, Settings};
+use cloud_app_security_connector::handler::{Handler, HandlerError, Services, Settings};
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
-use support::env::Env;
+use support::env::{rotation_function, start_rotation, Env, FUNCTION};
 use support::{moto, repo, stack_id, unique, Recorder, Reply, ACCOUNT};
 
 /// The role's two policy documents in template.yaml.
@@ -332,7 +338,7 @@ async fn lifecycle_under_the_role() {
     let checker = env_as(principal(&admin.iam, "role-test-reader", allow(&["*".to_owned()])).await).await;
 
     let stack_name = unique("role-it-");
-    let mut env = env_as(standin).await;
+    let mut env = env_as(standin.clone()).await;
     env.stack = stack_id(&stack_name);
 
     // What the stack would have made before the custom resource runs.
@@ -378,6 +384,9 @@ async fn lifecycle_under_the_role() {
         "VerifyKey": "false",
         "CodeVersion": "1",
     });
+
+    // moto's Lambda must know the function before RotateSecret names it (made while not enforcing).
+    rotation_function().await;
 
     let enforcement = Enforcement::on();
     // Not vacuous: enforcement is on, and the handler's principal holds the role's actions only.
@@ -577,12 +586,137 @@ async fn lifecycle_under_the_role() {
     assert!(!checker.user_exists(&new_user).await, "the user is gone");
     assert_eq!(checker.secret_pending_deletion(&new_secret).await, Some(true));
 
+    let lifecycle = started.elapsed();
+    Box::pin(rotation_under_the_role(standin, &checker, &url, &api_credentials, &cas)).await;
+
     drop(enforcement);
     eprintln!(
-        "role: {} actions; the lifecycle ran under them in {:.1?}",
+        "role: {} actions; the lifecycle ran under them in {lifecycle:.1?}, then rotation: {:.1?} in all",
         actions.len(),
         started.elapsed()
     );
+}
+
+/// A rotation step or key check must succeed; a denial names the action the role lacks.
+fn step_succeeded(step: &str, result: Result<Value, HandlerError>) -> Value {
+    let e = match result {
+        Ok(v) => return v,
+        Err(e) => e.to_string(),
+    };
+    if e.contains("could not make the connector's reads") {
+        panic!("{step}: the connector user's key was refused a read (its policies, not the role): {e}");
+    }
+    if e.contains("AccessDenied") || e.contains("HTTP 403") {
+        panic!("{step}: the role lacks an action the code uses: {e}");
+    }
+    panic!("{step}: failed (not a denial): {e}");
+}
+
+/// As the role: a connector whose rotation an Update turns on, a rotation with the call back, the
+/// key check, a rotation in portal mode (the previous key awaits the paste: the check reads both
+/// keys' last use, a second rotation is refused on the paste, not on a denial), rotation turned
+/// off, Delete. Enforcement is on throughout.
+async fn rotation_under_the_role(
+    standin: Credentials,
+    checker: &Env,
+    url: &str,
+    api_credentials: &str,
+    cas: &Recorder,
+) {
+    let env = env_as(standin).await;
+    let user = env.user_name();
+    let secret = env.secret_name();
+    let id = env.user_arn("/cloud-app-security/", &user);
+    let p0 = json!({
+        "ServiceToken": FUNCTION,
+        "ServiceTimeout": "360",
+        "ConnectorName": env.connector,
+        "Connections": "SecurityAuditing,SecurityConfiguration",
+        "TrailMode": "Off",
+        "CloudAppSecurityUrl": url,
+        "CloudAppSecurityCredentials": api_credentials,
+        "CodeVersion": "1",
+    });
+    succeeded("rotation: Create", &env.create(p0.clone()).await);
+    let p1 = with(&p0, json!({"RotationDays": "30"}));
+    succeeded(
+        "Update RotationDays 30 (secretsmanager:RotateSecret)",
+        &env.update(&id, p0, p1.clone()).await,
+    );
+    let described = checker.sm.describe_secret().secret_id(&secret).send().await.unwrap();
+    assert_eq!(described.rotation_enabled(), Some(true));
+    assert_eq!(described.rotation_lambda_arn(), Some(FUNCTION));
+    let arn = described.arn().unwrap().to_owned();
+    let keys = |env: &Env| {
+        let (user, iam) = (env.user_name(), checker.iam.clone());
+        async move {
+            let out = iam.list_access_keys().user_name(user).send().await.unwrap();
+            let mut ids: Vec<String> = out
+                .access_key_metadata()
+                .iter()
+                .filter_map(|k| k.access_key_id().map(str::to_owned))
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+
+    // With the call back: the new key is sent, the old one deleted.
+    let first = checker.secret_value(&secret).await.unwrap()["AccessKeyId"].clone();
+    let token = start_rotation(&checker.sm, &arn).await;
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        step_succeeded(step, env.rotation_event(Some(step), &arn, &token).await);
+    }
+    let second = checker.secret_value(&secret).await.unwrap()["AccessKeyId"].clone();
+    assert_ne!(second, first, "the rotation stored a new key");
+    assert_eq!(keys(&env).await, [second.as_str().unwrap()], "the old key was deleted");
+    let sent = cas.requests().into_iter().rfind(|r| r.method == "PUT").unwrap();
+    assert_eq!(sent.json()["accessKeyId"], second, "the tenant has the new key");
+    let checked = step_succeeded("key check (call back)", env.rotation_event(None, &arn, "").await);
+    assert_eq!(checked["PastePending"], false, "{checked:#}");
+
+    // Portal mode: the previous key stays, awaiting the paste.
+    let p2 = with(
+        &p1,
+        json!({"CloudAppSecurityUrl": null, "CloudAppSecurityCredentials": null}),
+    );
+    succeeded("Update to portal mode", &env.update(&id, p1, p2.clone()).await);
+    let before = checker.secret_value(&secret).await.unwrap()["AccessKeyId"].clone();
+    let token = start_rotation(&checker.sm, &arn).await;
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        step_succeeded(
+            &format!("{step} (portal mode)"),
+            env.rotation_event(Some(step), &arn, &token).await,
+        );
+    }
+    let doc = checker.secret_value(&secret).await.unwrap();
+    assert_ne!(doc["AccessKeyId"], before);
+    assert_eq!(doc["Bookkeeping"]["awaitingPaste"]["accessKeyId"], before);
+    assert_eq!(keys(&env).await.len(), 2, "the previous key awaits the paste");
+    let checked = step_succeeded("key check (portal mode)", env.rotation_event(None, &arn, "").await);
+    assert_eq!(checked["PastePending"], true, "{checked:#}");
+    let token = start_rotation(&checker.sm, &arn).await;
+    match env.rotation_event(Some("createSecret"), &arn, &token).await {
+        Ok(v) => panic!("a rotation while a paste is pending must fail: {v:#}"),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("waits to be pasted") && !e.contains("HTTP 403"),
+                "refused on the paste, not on a denial: {e}"
+            );
+        }
+    }
+
+    // Rotation off, then Delete.
+    let p3 = with(&p2, json!({"RotationDays": "0"}));
+    succeeded(
+        "Update RotationDays 0 (secretsmanager:CancelRotateSecret)",
+        &env.update(&id, p2, p3.clone()).await,
+    );
+    let described = checker.sm.describe_secret().secret_id(&secret).send().await.unwrap();
+    assert_ne!(described.rotation_enabled(), Some(true), "rotation is off");
+    succeeded("Delete (rotation)", &env.delete(&id, p3).await);
+    assert!(!checker.user_exists(&user).await);
 }
 
 /// The `Reason` for an error body the SDK cannot read (moto's AccessDenied) is one clean line.

@@ -272,3 +272,115 @@ pub fn assert_failed(response: &Value, needle: &str) {
 pub async fn kms_client() -> aws_sdk_kms::Client {
     aws_sdk_kms::Client::new(&config(Credentials::new("testing", "testing", None, None, "tests")).await)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rotation (tests/rotation.rs, tests/role.rs).
+
+/// A zip holding one file, `bootstrap` (`#!/bin/sh`): the code of moto's stand-in for [`FUNCTION`].
+const BOOTSTRAP_ZIP: &str = "UEsDBBQAAAAAAJldfV0dnfsECgAAAAoAAAAJAAAAYm9vdHN0cmFwIyEvYmluL3NoClBLAQIUAxQAAAAAAJldfV0dnfsECgAAAAoAAAAJAAAAAAAAAAAAAACAAQAAAABib290c3RyYXBQSwUGAAAAAAEAAQA3AAAAMQAAAAAA";
+
+/// Makes [`FUNCTION`] exist in moto's Lambda, once per moto server (call it while IAM
+/// enforcement is off). moto's `RotateSecret` refuses a function its Lambda does not know, and
+/// "invokes" it: with `use_docker` off (moto's simple Lambda backend) an invocation runs
+/// nothing, so the tests send the rotation steps to the handler themselves.
+pub async fn rotation_function() -> &'static str {
+    static MADE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    MADE.get_or_init(|| async {
+        let http = reqwest::Client::new();
+        let configured = http
+            .post(format!("{}/moto-api/config", moto()))
+            .header("Content-Type", "application/json")
+            .body(r#"{"lambda": {"use_docker": false}}"#)
+            .send()
+            .await
+            .expect("POST /moto-api/config");
+        assert!(configured.status().is_success(), "moto config: {}", configured.status());
+        let iam = aws_sdk_iam::Client::new(&config(Credentials::new("testing", "testing", None, None, "tests")).await);
+        let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+        let role = iam
+            .create_role()
+            .role_name("cas-connector-function")
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .expect("CreateRole for the function");
+        let name = FUNCTION.rsplit(':').next().unwrap();
+        let body = json!({"FunctionName": name, "Runtime": "provided.al2023", "Handler": "bootstrap",
+            "Role": role.role().unwrap().arn(), "Code": {"ZipFile": BOOTSTRAP_ZIP}});
+        // moto routes by the signature's service and does not check it (enforcement off).
+        let scope = "Credential=testing/20250101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0";
+        let made = http
+            .post(format!("{}/2015-03-31/functions", moto()))
+            .header("Authorization", format!("AWS4-HMAC-SHA256 {scope}"))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("CreateFunction");
+        let status = made.status();
+        let text = made.text().await.unwrap_or_default();
+        assert!(status.is_success(), "moto CreateFunction: {status} {text}");
+        let arn = serde_json::from_str::<Value>(&text).expect("CreateFunction answers JSON")["FunctionArn"].clone();
+        assert_eq!(arn, FUNCTION, "moto's function is the one the handler says it is");
+    })
+    .await;
+    FUNCTION
+}
+
+/// Starts a rotation as Secrets Manager does: `RotateSecret` with [`FUNCTION`] (always named:
+/// without it moto drops the function and moves `AWSCURRENT` to an empty version), not at once.
+/// Returns the new `AWSPENDING` version's id, the steps' `ClientRequestToken`: chosen here,
+/// because moto's answer names the current version instead of the new one.
+pub async fn start_rotation(sm: &aws_sdk_secretsmanager::Client, secret: &str) -> String {
+    let n: u128 = rand::random();
+    let token = format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        n >> 96,
+        (n >> 80) & 0xffff,
+        (n >> 68) & 0xfff,
+        (n >> 56) & 0xfff,
+        n & 0xffff_ffff_ffff
+    );
+    sm.rotate_secret()
+        .secret_id(secret)
+        .client_request_token(&token)
+        .rotation_lambda_arn(rotation_function().await)
+        .rotate_immediately(false)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RotateSecret {secret}: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            )
+        });
+    token
+}
+
+impl Env {
+    /// An `Env` in moto's default account whose handler and clients act with `credentials` (a key
+    /// moto issued: with IAM enforcement on, each call is checked against its user's policies).
+    pub async fn acting_as(credentials: Credentials) -> Env {
+        Env::with_credentials(ACCOUNT, credentials).await
+    }
+
+    /// A rotation step (`createSecret`, `setSecret`, `testSecret`, `finishSecret`) or, with
+    /// `step` `None`, the key check, through the handler as [`FUNCTION`]: the invocation's result.
+    pub async fn rotation_event(
+        &self,
+        step: Option<&str>,
+        secret: &str,
+        token: &str,
+    ) -> Result<Value, cloud_app_security_connector::handler::HandlerError> {
+        let event = match step {
+            Some(step) => json!({"Step": step, "SecretId": secret, "ClientRequestToken": token}),
+            None => json!({"CheckKeys": {"SecretId": secret}}),
+        };
+        let invoked = Invoked {
+            deadline: SystemTime::now() + Duration::from_secs(120),
+            function_arn: Some(FUNCTION.to_owned()),
+        };
+        self.handler.handle(event, &invoked).await
+    }
+}
