@@ -596,9 +596,6 @@ async fn the_guard_refuses_another_stacks_secret_and_unknown_versions_with_a_rea
 }
 
 #[tokio::test]
-#[ignore = "BUG: a refused rotation event still runs the undo of a failed step (Rotator::abandon) on the \
-            secret it names: for another stack's rotation in progress it deletes that stack's new key and \
-            takes its AWSPENDING label off"]
 async fn a_rotation_event_for_another_stacks_secret_fails_and_changes_nothing() {
     let _shared = SERVER.read().await;
     rotation_function().await;
@@ -616,9 +613,6 @@ async fn a_rotation_event_for_another_stacks_secret_fails_and_changes_nothing() 
 }
 
 #[tokio::test]
-#[ignore = "BUG: a refused rotation event still runs the undo of a failed step (Rotator::abandon): a \
-            setSecret whose token is the AWSPREVIOUS version deletes the previous key, which in portal mode \
-            is the key Cloud App Security still uses until the paste"]
 async fn a_rotation_event_whose_token_is_not_pending_fails_and_changes_nothing() {
     let _shared = SERVER.read().await;
     rotation_function().await;

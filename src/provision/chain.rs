@@ -386,6 +386,16 @@ impl<P: Ports> Provisioner<'_, P> {
             return Err(concurrent());
         }
         tracing::info!(key = %winner.doc.access_key_id, "another invocation stored the key first; adopted it");
+        // What the winner replaced, this request retires as the winner will: with the call back
+        // once the key is registered (in portal mode it is awaiting a paste, and stays).
+        let books = &winner.doc.bookkeeping;
+        let awaiting = books.awaiting_paste.as_ref().map(|a| a.access_key_id.as_str());
+        let replaced = books
+            .previous
+            .as_ref()
+            .filter(|p| p.user_name == target.user.name && p.access_key_id != winner.doc.access_key_id)
+            .map(|p| p.access_key_id.clone())
+            .filter(|p| Some(p.as_str()) != awaiting && target.callback.is_some());
         Ok(KeyState {
             arn: winner.arn,
             version: winner.version,
@@ -393,7 +403,7 @@ impl<P: Ports> Provisioner<'_, P> {
             listed,
             issued: false,
             secured: false,
-            replaced: None,
+            replaced,
             before: Some(info),
         })
     }

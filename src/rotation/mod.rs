@@ -125,6 +125,19 @@ pub enum RotationError {
     Panicked(&'static str),
 }
 
+impl RotationError {
+    /// Whether the guard refused the event before anything was done.
+    pub fn refused(&self) -> bool {
+        matches!(
+            self,
+            RotationError::NoSecret(_)
+                | RotationError::NotOurs(_)
+                | RotationError::NotEnabled(_)
+                | RotationError::NotPending { .. }
+        )
+    }
+}
+
 /// What the handler hands a rotation or a check.
 pub struct Invocation<'a> {
     /// Hosts the deployer allowed for the call back.
@@ -169,7 +182,8 @@ pub async fn run<P: Ports>(ports: &P, invocation: &Invocation<'_>, event: &Event
             .await
             .map(|checked| checked.report()),
     };
-    if result.is_err() {
+    // A refused event touched nothing, and what it names is not ours to clean up.
+    if result.as_ref().is_err_and(|e| !e.refused()) {
         let undo = async {
             match event {
                 Event::Rotation(r) => rotator.abandon(r, &made).await,
@@ -370,10 +384,14 @@ impl<P: Ports> Rotator<'_, P> {
             tracing::error!("could not read the secret while abandoning the rotation");
             return;
         };
-        if current.version == token {
+        // Only a rotation in progress is abandoned: a version still staged AWSPENDING whose
+        // document createSecret made (possibly from a version a stack update since replaced).
+        let staged = info.stages_of(token).is_some_and(|s| s.iter().any(|l| l == PENDING));
+        if current.version == token || !staged {
             return;
         }
-        let issued = pending.filter(|p| p.doc.access_key_id != current.doc.access_key_id);
+        let issued = pending
+            .filter(|p| p.doc.access_key_id != current.doc.access_key_id && p.doc.bookkeeping.rotated_from.is_some());
         if let Some(pending) = issued.filter(|_| request.step != Step::Create) {
             self.take_back(&current, &pending).await;
         }
