@@ -2,8 +2,11 @@
 under the Lambda Runtime Interface Emulator, against one moto server behind a counting proxy,
 answering one local stand-in for CloudFormation's presigned ResponseURL.
 
-Workload: the portal-mode core with the trail off — Create (user, inline policy, key, secret),
-Update (a KeyVersion change: rotate the key), Delete.
+Workload: the portal-mode core with the trail off and key verification off (issue 12's
+workload: `TrailMode: Off`, `VerifyKey: "false"`, no `RotationDays`) — Create (user, inline policy,
+key, secret), Update (a KeyVersion change: rotate the key), Delete. A binary older than the
+`VerifyKey` property (it never verified keys, and refuses unknown properties) is named with
+--legacy-props NAME and gets the same properties without it.
 
 Per run and per function, a fresh emulator and process:
   cold Create (the first invocation of the process), then WARM_ROUNDS × (Create, Update, Delete)
@@ -23,8 +26,8 @@ Figures (medians over the runs; warm figures over runs × rounds):
 Plain HTTP to moto by default (the machine's own root certificates are still loaded); --tls serves
 the proxy and the ResponseURL stand-in over HTTPS, with a bench CA as the only root.
 
-Usage: bench.py [--runs N] [--warm-rounds N] [--target NAME=BOOTSTRAP ...] [--no-peer | --peer-only]
-                [--tls] [--aws-latency MS] [--out DIR]
+Usage: bench.py [--runs N] [--warm-rounds N] [--target NAME=BOOTSTRAP ...] [--legacy-props NAME ...]
+                [--no-peer | --peer-only] [--tls] [--aws-latency MS] [--out DIR]
 """
 
 import argparse
@@ -296,8 +299,8 @@ INVOKE_DONE = re.compile(r"INVOKE RTDONE\(status: (\w+), produced bytes: \d+, du
 # Events
 
 
-def properties(name, key_version):
-    return {
+def properties(name, key_version, legacy=False):
+    props = {
         "ServiceToken": SERVICE_TOKEN,
         "ConnectorName": name,
         "Connections": ["SecurityAuditing"],
@@ -305,9 +308,12 @@ def properties(name, key_version):
         "KeyVersion": key_version,
         "Tags": [{"Key": "team", "Value": "security"}],
     }
+    if not legacy:
+        props["VerifyKey"] = "false"
+    return props
 
 
-def event(request_type, name, response_url, seq):
+def event(request_type, name, response_url, seq, legacy=False):
     user_arn = f"arn:aws:iam::{ACCOUNT}:user/cloud-app-security/CloudAppSecurity-{name}"
     e = {
         "RequestType": request_type,
@@ -317,12 +323,12 @@ def event(request_type, name, response_url, seq):
         "RequestId": f"bench-{seq}",
         "LogicalResourceId": "Connector",
         "ResourceType": "Custom::CloudAppSecurityConnector",
-        "ResourceProperties": properties(name, "1" if request_type == "Create" else "2"),
+        "ResourceProperties": properties(name, "1" if request_type == "Create" else "2", legacy),
     }
     if request_type != "Create":
         e["PhysicalResourceId"] = user_arn
     if request_type == "Update":
-        e["OldResourceProperties"] = properties(name, "1")
+        e["OldResourceProperties"] = properties(name, "1", legacy)
     return e
 
 
@@ -400,10 +406,10 @@ class Bench:
             env["SSL_CERT_FILE"] = self.ca
         return env
 
-    def invoke(self, emulator, request_type, name, response_url):
+    def invoke(self, emulator, request_type, name, response_url, legacy=False):
         """One invocation; returns its measurements."""
         self.seq += 1
-        ev = event(request_type, name, response_url, self.seq)
+        ev = event(request_type, name, response_url, self.seq, legacy)
         self.proxy.reset()
         before_log = len(emulator.output())
         with Recorder.arrived:
@@ -452,16 +458,17 @@ class Bench:
         try:
             samples = []
             cold_name = f"{label}-r{run}-cold"
-            cold = self.invoke(emulator, "Create", cold_name, url)
+            legacy = label in self.args.legacy_props
+            cold = self.invoke(emulator, "Create", cold_name, url, legacy)
             cold["phase"] = "cold"
             samples.append(cold)
             for r in range(self.args.warm_rounds):
                 name = f"{label}-r{run}-w{r}"
                 for request_type in ("Create", "Update", "Delete"):
-                    s = self.invoke(emulator, request_type, name, url)
+                    s = self.invoke(emulator, request_type, name, url, legacy)
                     s["phase"] = "warm"
                     samples.append(s)
-            self.invoke(emulator, "Delete", cold_name, url)
+            self.invoke(emulator, "Delete", cold_name, url, legacy)
             pid = emulator.function_pid()
             memory = memory_kib(pid) if pid else {}
             return {"samples": samples, "peak_rss_kib": memory.get("VmHWM"), "memory": memory}
@@ -649,6 +656,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", action="append", default=[], metavar="NAME=BOOTSTRAP",
                         help="a product binary to measure (repeatable); default product=target/release/bootstrap")
+    parser.add_argument("--legacy-props", action="append", default=[], metavar="NAME",
+                        help="a target older than the VerifyKey property: send it none (repeatable)")
     parser.add_argument("--no-peer", action="store_true", help="skip the Python peer")
     parser.add_argument("--peer-only", action="store_true", help="measure only the Python peer")
     parser.add_argument("--peer-python", default=sys.executable,
@@ -717,7 +726,9 @@ def main():
         print("Plain HTTP to moto; the ResponseURL stand-in is HTTPS for the Python peer (crhelper knows no "
               "other) and HTTP for the product. Roots: the machine's own (no SSL_CERT_FILE).")
     print(f"Medians of {args.runs} cold starts; warm figures over {args.runs} × {args.warm_rounds} rounds "
-          "(portal mode, TrailMode Off, Update = KeyVersion change).\n")
+          "(portal mode, TrailMode Off, VerifyKey false, Update = KeyVersion change"
+          + (f"; no VerifyKey property for {', '.join(args.legacy_props)}" if args.legacy_props else "")
+          + ").\n")
     print(table(labels, summaries, sizes))
     print("\nAWS operations per request (‖ = concurrent, → = after):")
     print(operations(labels, summaries))

@@ -3,6 +3,7 @@
 //! policy: every attempt bounded in time, 429, 5xx and transport errors retried with exponential
 //! backoff and full jitter (never sooner than the server's `Retry-After`), until a deadline.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
@@ -19,8 +20,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct ClientError(String);
 
 /// The one HTTP client: a bounded connect, no redirects (a redirect could carry a key or a
-/// presigned URL elsewhere).
+/// presigned URL elsewhere). Built once per process and shared — the answer to CloudFormation
+/// and the call back use the same pool: building a client loads and parses the system's root
+/// certificates every time (3–4 ms, and heap), and a portal-mode function never calls back.
 pub fn client() -> Result<reqwest::Client, ClientError> {
+    static CLIENT: OnceLock<Result<reqwest::Client, ClientError>> = OnceLock::new();
+    // A `reqwest::Client` is a handle: clones share one pool and one TLS configuration.
+    CLIENT.get_or_init(build).clone()
+}
+
+fn build() -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())

@@ -1,8 +1,11 @@
 //! JSON logs. Level from `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`), `INFO` by default; every line
 //! of a request carries the request span's `RequestType`, `StackId` and `LogicalResourceId`.
 
-use lambda_runtime::tracing::subscriber::filter::{EnvFilter, LevelFilter};
-use lambda_runtime::tracing::subscriber::fmt::MakeWriter;
+use lambda_runtime::tracing::subscriber::filter::{LevelFilter, Targets};
+use lambda_runtime::tracing::subscriber::fmt::{self, MakeWriter};
+use lambda_runtime::tracing::subscriber::layer::SubscriberExt;
+use lambda_runtime::tracing::subscriber::util::SubscriberInitExt;
+use lambda_runtime::tracing::subscriber::Registry;
 
 /// Logs to stdout at the level the environment asks for.
 pub fn init() {
@@ -20,23 +23,26 @@ pub fn init_with<W>(level: LevelFilter, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let _ = lambda_runtime::tracing::subscriber::fmt()
+    let json = fmt::layer()
         .json()
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .without_time()
-        .with_env_filter(filter(level))
-        .with_writer(writer)
-        .try_init();
+        .with_writer(writer);
+    let _ = Registry::default().with(filter(level)).with(json).try_init();
 }
 
 /// `level` for this crate; at most DEBUG for every dependency. At TRACE, the runtime logs the
 /// raw event (the presigned `ResponseURL` with it) and the HTTP stack logs bodies (access keys
 /// with them): those levels are never enabled, whatever the setting says.
-fn filter(level: LevelFilter) -> EnvFilter {
-    let dependencies = level.min(LevelFilter::DEBUG);
-    EnvFilter::builder().parse_lossy(format!("{dependencies},cloud_app_security_connector={level}"))
+///
+/// A `Targets` filter, not an `EnvFilter`: the two fixed directives need no parsing, and without
+/// `EnvFilter` in the call graph its regex engine is not linked into the binary.
+fn filter(level: LevelFilter) -> Targets {
+    Targets::new()
+        .with_default(level.min(LevelFilter::DEBUG))
+        .with_target("cloud_app_security_connector", level)
 }
 
 #[cfg(test)]

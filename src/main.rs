@@ -12,7 +12,9 @@ use cloud_app_security_connector::{aws, logging};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
-#[tokio::main]
+// One thread: a request is one task whose AWS calls overlap as futures, not threads, so worker
+// threads add nothing but their start-up, stacks and malloc arenas.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init();
     let services = match Settings::from_env() {

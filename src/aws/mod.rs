@@ -10,6 +10,7 @@ pub mod secrets_manager;
 
 use std::time::Duration;
 
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
@@ -35,9 +36,25 @@ pub fn config_loader() -> aws_config::ConfigLoader {
         .operation_attempt_timeout(Duration::from_secs(10))
         .operation_timeout(Duration::from_secs(30))
         .build();
-    aws_config::defaults(BehaviorVersion::latest())
+    let loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts)
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .retry_config(RetryConfig::standard().with_max_attempts(3));
+    match credentials_in_environment(|name| std::env::var(name).ok()) {
+        // What the default chain would pick first anyway; naming it skips building the rest of
+        // the chain, whose web-identity link constructs an STS client (and loads the root
+        // certificates for it) at start-up.
+        true => loader.credentials_provider(EnvironmentVariableCredentialsProvider::new()),
+        // Local runs with a profile, SSO or an instance role: the default chain.
+        false => loader,
+    }
+}
+
+/// Whether the environment holds a key, as Lambda's always does (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` of the execution role). The default chain's
+/// first link reads exactly these, and uses them whenever both are non-blank.
+fn credentials_in_environment(var: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
+    set("AWS_ACCESS_KEY_ID") && (set("AWS_SECRET_ACCESS_KEY") || set("SECRET_ACCESS_KEY"))
 }
 
 /// Reduces an SDK error to one line. `kind` reads the operation's typed error variants; an
@@ -112,4 +129,30 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     result.map(drop).map_err(|e| call_error(operation, e, |_| None))
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::credentials_in_environment;
+
+    #[test]
+    fn environment_credentials_need_a_key_id_and_a_secret() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        assert!(credentials_in_environment(env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ])));
+        assert!(credentials_in_environment(env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+            ("SECRET_ACCESS_KEY", "s"),
+        ])));
+        assert!(!credentials_in_environment(env(&[("AWS_ACCESS_KEY_ID", "AKIA")])));
+        assert!(!credentials_in_environment(env(&[
+            ("AWS_ACCESS_KEY_ID", " "),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ])));
+        assert!(!credentials_in_environment(env(&[])));
+    }
 }

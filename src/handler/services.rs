@@ -1,6 +1,8 @@
 //! What start-up builds once per execution environment: the adapters behind every port, and the
 //! settings the deployer put in the function's environment.
 
+use std::sync::OnceLock;
+
 use crate::aws::cloudtrail::CloudTrailAdapter;
 use crate::aws::iam::IamAdapter;
 use crate::aws::kms::KmsAdapter;
@@ -53,11 +55,15 @@ impl Settings {
     }
 }
 
-/// The production bundle of ports.
+/// The production bundle of ports. KMS serves only requests that compare two names of a
+/// customer key, so its client is built on first use: an SDK client costs its construction and
+/// a TLS connector at start-up even if it never sends a request. (CloudTrail's is asked for by
+/// every request's discovery, even with `TrailMode: Off`; built lazily it would only move.)
 pub struct Services {
+    config: aws_config::SdkConfig,
     iam: IamAdapter,
     secrets: SecretsManagerAdapter,
-    keys: KmsAdapter,
+    keys: OnceLock<KmsAdapter>,
     trails: CloudTrailAdapter,
     registry: Client,
     probe: KeyProbeAdapter,
@@ -70,9 +76,10 @@ impl Services {
             return Err(StartupError::NoRegion);
         }
         Ok(Services {
+            config: config.clone(),
             iam: IamAdapter::new(config),
             secrets: SecretsManagerAdapter::new(config),
-            keys: KmsAdapter::new(config),
+            keys: OnceLock::new(),
             trails: CloudTrailAdapter::new(config),
             registry: Client::new()?,
             probe: KeyProbeAdapter::new(config),
@@ -96,7 +103,7 @@ impl Ports for Services {
         &self.secrets
     }
     fn keys(&self) -> &KmsAdapter {
-        &self.keys
+        self.keys.get_or_init(|| KmsAdapter::new(&self.config))
     }
     fn trails(&self) -> &CloudTrailAdapter {
         &self.trails

@@ -284,3 +284,4 @@ pub fn stack_id(name: &str) -> String {
 pub fn user_arn(path: &str, name: &str) -> String {
     format!("arn:aws:iam::{ACCOUNT}:user{path}{name}")
 }
+pub mod proxy;
