@@ -93,6 +93,10 @@ pub struct Bookkeeping {
     /// What a rotation needs that is not in the registration: kept here, never in tags alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<KeySettings>,
+    /// Since when (seconds since the epoch) the previous key has been retired without Cloud App
+    /// Security ever seen using this one: the alarm stays on until it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_unseen_since: Option<u64>,
     /// A rotation's document: the version that was current when it was made. It becomes current
     /// only by moving `AWSCURRENT` from that version (compare-and-swap).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -60,6 +60,16 @@ fn judge<E: ProvideErrorMetadata + std::error::Error + 'static>(
 }
 
 impl KeyProbe for KeyProbeAdapter {
+    async fn identity(&self, key: &SecretDocument) -> Result<String, ProbeError> {
+        let sts = aws_sdk_sts::Client::new(&self.config_for(key));
+        let out = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| judge("sts:GetCallerIdentity", e))?;
+        Ok(out.arn().unwrap_or_default().to_owned())
+    }
+
     async fn probe(&self, key: &SecretDocument, connections: &BTreeSet<Connection>) -> Result<(), ProbeError> {
         let config = self.config_for(key);
         let sts = aws_sdk_sts::Client::new(&config);

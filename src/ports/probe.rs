@@ -29,4 +29,7 @@ pub trait KeyProbe: Sync {
         key: &SecretDocument,
         connections: &BTreeSet<Connection>,
     ) -> impl Future<Output = Result<(), ProbeError>> + Send;
+    /// The ARN of the principal the document's key signs as (`sts:GetCallerIdentity`, which no
+    /// policy can deny): proof that whoever wrote the document held the key's secret half.
+    fn identity(&self, key: &SecretDocument) -> impl Future<Output = Result<String, ProbeError>> + Send;
 }

@@ -307,6 +307,7 @@ impl<P: Ports> Provisioner<'_, P> {
             previous: current.as_ref().map(|c| c.doc.as_previous()),
             settings: Some(target.key_settings()),
             rotated_from: None,
+            switch_unseen_since: None,
             ..current.map(|c| c.doc.bookkeeping).unwrap_or_default()
         };
         let doc = SecretDocument::new(key, &target.user.name, bookkeeping);

@@ -94,10 +94,17 @@ impl<P: Ports> Provisioner<'_, P> {
         let current = state.before.as_ref().and_then(|b| b.rotation.as_ref());
         let secrets = self.ports.secrets();
         let days = target.rotation_days;
+        // A rotation left half-way (turned off mid-rotation, or failed before this release undid
+        // failures) would make Secrets Manager refuse every later one: abandoned when rotation
+        // is turned off, and before it is turned on.
+        let before = state.before.as_ref().filter(|_| days == 0 || current.is_none());
         if days == 0 {
             if current.is_some() {
                 self.progress.set(steps::ROTATION);
                 secrets.disable_rotation(&state.arn).await.in_step(steps::ROTATION)?;
+            }
+            if let Some(info) = before {
+                self.abandon_rotation(info).await?;
             }
             return Ok(());
         }
@@ -110,6 +117,9 @@ impl<P: Ports> Provisioner<'_, P> {
             return Ok(());
         }
         self.progress.set(steps::ROTATION);
+        if let Some(info) = before {
+            self.abandon_rotation(info).await?;
+        }
         secrets
             .enable_rotation(&state.arn, function, days)
             .await

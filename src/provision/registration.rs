@@ -245,7 +245,7 @@ impl<P: Ports> Provisioner<'_, P> {
     }
 
     /// Removes a recorded registration. Best effort: a failure is logged; `false` then.
-    pub(super) async fn unregister(&self, recorded: &RecordedRegistration) -> bool {
+    pub(crate) async fn unregister(&self, recorded: &RecordedRegistration) -> bool {
         let result = async {
             let url = endpoint::api_url(&recorded.url, self.context.allowed)
                 .map_err(|e| ProvisionError::Credentials(e.to_string()))?;

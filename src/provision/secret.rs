@@ -15,7 +15,7 @@ use aws_lc_rs::digest;
 
 use super::{steps, InStep, Kind, Made, ProvisionError, Provisioner, Target};
 use super::{LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_KEY_VERSION, LEGACY_TAG_REGISTRATION};
-use crate::key_material::{SecretDocument, SecretText};
+use crate::key_material::{RecordedRegistration, SecretDocument, SecretText};
 use crate::ownership::{Owner, UserRef, TAG_PHYSICAL_ID, TAG_STACK_ID};
 use crate::ports::{AccessKeys, CURRENT, PENDING, WRITING};
 use crate::ports::{CallError, Created, ErrorKind, Keys, NewSecret, Ports, SecretInfo, SecretStore, Users, Version};
@@ -413,10 +413,12 @@ impl<P: Ports> Provisioner<'_, P> {
         Ok(doc)
     }
 
-    /// A rotation in progress in a secret about to be deleted is abandoned: Cloud App Security
-    /// gets the current key again (the rotation's `setSecret` may have sent its own), and the
-    /// key of the pending version — held nowhere else — is deleted.
-    async fn abandon_rotation(&self, info: &SecretInfo) -> Result<(), ProvisionError> {
+    /// A rotation left in the secret is abandoned: Cloud App Security gets the current key
+    /// again (the rotation's `setSecret` may have sent its own), the key of the pending version
+    /// — held nowhere else — is deleted, and the pending label comes off, so that Secrets Manager
+    /// starts the next rotation. For a secret about to be deleted after a move, for rotation
+    /// turned off, and before it is turned on.
+    pub(super) async fn abandon_rotation(&self, info: &SecretInfo) -> Result<(), ProvisionError> {
         let pending = info
             .versions
             .iter()
@@ -428,30 +430,56 @@ impl<P: Ports> Provisioner<'_, P> {
             read(secrets, &info.arn, Version::Staged(CURRENT)),
         )
         .in_step(steps::SECRET)?;
-        let Some(pending) = pending.filter(|p| {
+        let issued = pending.filter(|p| {
             current
                 .as_ref()
                 .is_none_or(|c| c.doc.access_key_id != p.doc.access_key_id)
-        }) else {
-            return Ok(());
-        };
-        let record = pending
-            .doc
-            .bookkeeping
-            .registration
-            .as_ref()
-            .filter(|r| r.is_complete());
-        if let (Some(record), Some(current)) = (record, &current) {
-            let credentials = self.credentials(Some(&record.credentials)).await?;
-            if let Some(credentials) = credentials {
-                self.send(record, &credentials, &current.doc).await?;
-            }
+        });
+        if let Some(pending) = issued {
+            self.take_back_rotation(&pending, current.as_ref()).await?;
         }
-        tracing::info!(key = %pending.doc.access_key_id, "deleting the key of a rotation the secret's deletion abandons");
+        match secrets.move_stage(&info.arn, PENDING, None, Some(version)).await {
+            Err(e) if e.kind == ErrorKind::Conflict => Ok(()),
+            other => other.in_step(steps::SECRET),
+        }
+    }
+
+    /// Re-sends the current key where the abandoned rotation may have sent its own, then
+    /// deletes the rotation's key.
+    async fn take_back_rotation(&self, pending: &Read, current: Option<&Read>) -> Result<(), ProvisionError> {
+        if let Some(current) = current {
+            self.restore_registration(&current.doc, &pending.doc).await?;
+        }
+        tracing::info!(key = %pending.doc.access_key_id, "deleting the key of an abandoned rotation");
         let iam = self.ports.iam();
         iam.delete_access_key(&pending.doc.user_name, &pending.doc.access_key_id)
             .await
             .in_step(steps::RETIRE)
+    }
+
+    /// After an abandoned rotation, whose `setSecret` may have sent `pending`'s key: Cloud App
+    /// Security gets `current`'s key back — or, when `current` records no registration there
+    /// any more (portal mode since), the rotation's registration is removed (best effort).
+    pub(crate) async fn restore_registration(
+        &self,
+        current: &SecretDocument,
+        pending: &SecretDocument,
+    ) -> Result<(), ProvisionError> {
+        let recorded = current.bookkeeping.registration.as_ref();
+        let sent = pending.bookkeeping.registration.as_ref();
+        let elsewhere =
+            |s: &&RecordedRegistration| recorded.is_none_or(|r| r.url != s.url || r.physical_id != s.physical_id);
+        if let Some(sent) = sent.filter(elsewhere) {
+            self.unregister(sent).await;
+        }
+        let Some(record) = recorded.filter(|r| r.is_complete()) else {
+            return Ok(());
+        };
+        let credentials = self.credentials(Some(&record.credentials)).await?;
+        let credentials = credentials.ok_or_else(|| {
+            ProvisionError::Credentials(format!("secret {} was not found or has no value", record.credentials))
+        })?;
+        self.send(record, &credentials, current).await.map(drop)
     }
 
     /// Whether `physical_id` names a user of ours that still exists at its path.

@@ -24,8 +24,10 @@ use tokio::time::Instant;
 
 use crate::cloud_app_security::endpoint::AllowedHosts;
 use crate::metrics;
-use crate::ownership::{TAG_PHYSICAL_ID, TAG_STACK_ID};
-use crate::ports::{AccessKeyInfo, AccessKeys, ErrorKind, Ports, ProbeError, SecretInfo, SecretStore, Version};
+use crate::ownership::{UserRef, TAG_LOGICAL_ID, TAG_PHYSICAL_ID, TAG_STACK_ID};
+use crate::ports::{
+    AccessKeyInfo, AccessKeys, ErrorKind, KeyProbe, Ports, ProbeError, SecretInfo, SecretStore, Version,
+};
 use crate::ports::{CURRENT, PENDING};
 use crate::progress::Progress;
 use crate::properties::Connection;
@@ -47,10 +49,21 @@ pub enum RotationError {
     NoSecret(String),
     /// The secret is not this stack's connector secret.
     #[error(
-        "secret {0} is not this stack's connector secret (its cloud-app-security:stack-id and physical-id tags do \
-         not name this stack); nothing was done"
+        "secret {0} is not this stack's connector secret (its cloud-app-security tags do not name this stack, a \
+         resource and a user); nothing was done"
     )]
     NotOurs(String),
+    /// The secret's current key is not a working key of the user its tags name.
+    #[error(
+        "secret {secret} does not hold a working key of the IAM user its tags name ({reason}); nothing was done — \
+         a stack update (any CodeVersion change) repairs the connector's own secret"
+    )]
+    Unproven {
+        /// The secret.
+        secret: String,
+        /// What the key's identity check found.
+        reason: String,
+    },
     /// Rotation is off for the secret.
     #[error("secret {0} does not have rotation enabled; nothing was done")]
     NotEnabled(String),
@@ -132,6 +145,8 @@ impl RotationError {
             self,
             RotationError::NoSecret(_)
                 | RotationError::NotOurs(_)
+                | RotationError::Unproven { .. }
+                | RotationError::NoDocument { .. }
                 | RotationError::NotEnabled(_)
                 | RotationError::NotPending { .. }
         )
@@ -194,7 +209,8 @@ pub async fn run<P: Ports>(ports: &P, invocation: &Invocation<'_>, event: &Event
             tracing::error!("undoing the failed step ran out of time");
         }
     }
-    if result.is_err() {
+    // A refused event names a secret that may not be ours: no metric under its name.
+    if result.as_ref().is_err_and(|e| !e.refused()) {
         metrics::emit(event.secret_id(), &[(metrics::ROTATION_FAILED, 1)]);
     }
     result
@@ -222,7 +238,8 @@ pub struct Checked {
     pub retirement: Option<&'static str>,
     /// Whether a paste is still awaited.
     pub paste_pending: bool,
-    /// Whether a key was retired without Cloud App Security ever seen using its successor.
+    /// Whether the previous key was retired without Cloud App Security seen using the stored
+    /// key, and it still has not been (the alarm stays on until then).
     pub switch_not_seen: bool,
     /// Keys deleted as stale.
     pub deleted: Vec<String>,
@@ -258,7 +275,7 @@ pub struct Rotator<'a, P> {
 impl<P: Ports> Rotator<'_, P> {
     /// One rotation step, behind the standard guard.
     pub async fn rotate(&self, request: &RotationRequest, made: &Made) -> Result<(), RotationError> {
-        let info = self.owned(&request.secret_id).await?;
+        let (info, _) = self.owned(&request.secret_id).await?;
         let token = request.client_request_token.as_str();
         let not_pending = || RotationError::NotPending {
             secret: info.arn.clone(),
@@ -290,8 +307,7 @@ impl<P: Ports> Rotator<'_, P> {
     /// The scheduled check: retires a key awaiting a paste when its time came, deletes stale
     /// keys, and keeps the secret's description naming the key a paste awaits.
     pub async fn check(&self, secret_id: &str, made: &Made) -> Result<Checked, RotationError> {
-        let info = self.owned(secret_id).await?;
-        let current = self.current(&info).await?;
+        let (info, current) = self.owned(secret_id).await?;
         let iam = self.provisioner.ports.iam();
         let listed = match iam.list_access_keys(&current.doc.user_name).await {
             Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
@@ -299,6 +315,7 @@ impl<P: Ports> Rotator<'_, P> {
         };
         let (current, listed, retirement) = self.retire_awaiting(current, listed, made).await?;
         let current = self.repair_registration(current, made).await?;
+        let (current, switch_unseen) = self.follow_switch(current, made).await?;
         let deleted = self.delete_stale(&current, &listed).await?;
         self.provisioner
             .align_description(&info.arn, info.description.as_deref(), &current.doc)
@@ -307,23 +324,38 @@ impl<P: Ports> Rotator<'_, P> {
             secret: secret_id.to_owned(),
             retirement: retirement.map(describe),
             paste_pending: retirement.is_some_and(Retirement::pending),
-            switch_not_seen: retirement == Some(Retirement::Deactivate { seen: false }),
+            switch_not_seen: switch_unseen,
             deleted,
         })
     }
 
-    /// The secret, if it is this stack's connector secret.
-    async fn owned(&self, secret_id: &str) -> Result<SecretInfo, RotationError> {
+    /// The secret and its current document, if it is this stack's connector secret: its tags
+    /// name this stack, a resource and a user, and its current document holds a working key of
+    /// that very user. Tags anyone allowed to tag a secret could copy; the key's secret half
+    /// only the resource's own secret holds.
+    async fn owned(&self, secret_id: &str) -> Result<(SecretInfo, Read), RotationError> {
         let secrets = self.provisioner.ports.secrets();
         let info = secrets.describe(secret_id).await.in_step(step_names::DISCOVER)?;
         let info = info.ok_or_else(|| RotationError::NoSecret(secret_id.to_owned()))?;
+        let not_ours = || RotationError::NotOurs(secret_id.to_owned());
         let stack = info.tags.get(TAG_STACK_ID);
-        let ours = stack.is_some_and(|s| self.stack_id.is_none_or(|ours| ours == s))
-            && info.tags.contains_key(TAG_PHYSICAL_ID)
+        let tagged = stack.is_some_and(|s| self.stack_id.is_none_or(|ours| ours == s))
+            && info.tags.contains_key(TAG_LOGICAL_ID)
             && !info.pending_deletion;
-        match ours {
-            true => Ok(info),
-            false => Err(RotationError::NotOurs(secret_id.to_owned())),
+        let physical_id = info.tags.get(TAG_PHYSICAL_ID).filter(|_| tagged).ok_or_else(not_ours)?;
+        let user = UserRef::from_physical_id(physical_id).ok_or_else(not_ours)?;
+        let current = self.current(&info).await?;
+        if current.doc.user_name != user.name {
+            return Err(not_ours());
+        }
+        let unproven = |reason: String| RotationError::Unproven {
+            secret: info.arn.clone(),
+            reason,
+        };
+        match self.provisioner.ports.probe().identity(&current.doc).await {
+            Ok(arn) if arn == *physical_id => Ok((info, current)),
+            Ok(arn) => Err(unproven(format!("it signs as {arn}"))),
+            Err(e) => Err(unproven(e.to_string())),
         }
     }
 
@@ -404,35 +436,19 @@ impl<P: Ports> Rotator<'_, P> {
         }
     }
 
-    /// Deletes `pending`'s key and registers `current`'s again (setSecret may have sent the new one).
+    /// Deletes `pending`'s key and gives Cloud App Security the current one back (setSecret may
+    /// have sent the new one). If that fails, the registration is recorded as in doubt: the
+    /// daily check (or the next stack update) sends it again.
     async fn take_back(&self, current: &Read, pending: &Read) {
         let iam = self.provisioner.ports.iam();
         let key = &pending.doc.access_key_id;
         if let Err(e) = iam.delete_access_key(&pending.doc.user_name, key).await {
             tracing::error!(error = %e, key = %key, "could not delete the abandoned rotation's key");
         }
-        let Some(record) = current
-            .doc
-            .bookkeeping
-            .registration
-            .as_ref()
-            .filter(|r| r.is_complete())
-        else {
-            return;
-        };
-        let sent = async {
-            let credentials = self.provisioner.credentials(Some(&record.credentials)).await?;
-            match credentials {
-                Some(c) => self.provisioner.send(record, &c, &current.doc).await.map(drop),
-                None => Ok(()),
-            }
-        };
-        let Err(e) = sent.await else {
-            tracing::info!("Cloud App Security has the current key again");
+        let Err(e) = self.provisioner.restore_registration(&current.doc, &pending.doc).await else {
             return;
         };
         tracing::error!(error = %e, "could not register the current key again; the key check retries");
-        // Recorded as in doubt: the daily check (or the next stack update) sends it again.
         let mut doc = current.doc.clone();
         if let Some(r) = doc.bookkeeping.registration.as_mut() {
             r.fingerprint.clear();

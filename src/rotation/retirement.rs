@@ -39,8 +39,9 @@ pub(super) enum Retirement {
     Forget,
     /// Still waiting for the paste.
     Wait,
-    /// An administrator reactivated it after it was retired: left alone, and still counted as
-    /// waiting, so the alarm stays on and no new rotation starts.
+    /// An administrator reactivated it after it was retired: left active until the switch is
+    /// seen (the grace period is not applied twice), and counted as waiting meanwhile, so the
+    /// alarm stays on and no new rotation starts.
     Reactivated,
     /// Deactivate it: the switch was seen, or (`seen: false`) the grace period ended first.
     Deactivate {
@@ -66,6 +67,12 @@ fn at(seconds: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(seconds)
 }
 
+/// Whether a key's last use, `used`, is someone else's: more than an hour after the function's
+/// own use of it ended (`own_use_ends`, seconds since the epoch).
+pub(super) fn used_by_others(used: Option<SystemTime>, own_use_ends: u64) -> bool {
+    used.is_some_and(|t| t > at(own_use_ends) + AFTER_SELF_USE)
+}
+
 /// Decides what becomes of the key `waiting` names. `self_use_until` is the new key's record of
 /// the function's own use; `grace_days` is `RotationGraceDays`.
 pub(super) fn decide(
@@ -82,14 +89,15 @@ pub(super) fn decide(
         (false, None) => return Retirement::NoteDeactivated,
         (false, Some(when)) if at(when) + DEACTIVATED_FOR <= now => return Retirement::Delete,
         (false, Some(_)) => return Retirement::Retired,
-        (true, Some(_)) => return Retirement::Reactivated,
-        (true, None) => {}
+        (true, _) => {}
     }
-    let own_use_ends = at(self_use_until.unwrap_or(waiting.since)) + AFTER_SELF_USE;
-    let new_used_by_others = observed.new_last_used.is_some_and(|t| t > own_use_ends);
+    let new_used_by_others = used_by_others(observed.new_last_used, self_use_until.unwrap_or(waiting.since));
     let previous_idle = observed.previous_last_used.is_none_or(|t| t + PREVIOUS_IDLE <= now);
     if new_used_by_others && previous_idle {
         return Retirement::Deactivate { seen: true };
+    }
+    if waiting.deactivated_at.is_some() {
+        return Retirement::Reactivated;
     }
     if at(waiting.since) + DAY * grace_days <= now {
         return Retirement::Deactivate { seen: false };
@@ -184,6 +192,12 @@ mod tests {
         assert_eq!(
             decide(&waiting(deactivated(3)), None, &reactivated, 7, now),
             Retirement::Reactivated
+        );
+        // Once the switch is seen, a reactivated key is retired again.
+        let switched = observed(true, Some(T0), Some(T0 + 19 * 24 * HOUR));
+        assert_eq!(
+            decide(&waiting(deactivated(3)), Some(T0), &switched, 7, now),
+            Retirement::Deactivate { seen: true }
         );
         let gone = Observed::default();
         assert_eq!(decide(&waiting(None), None, &gone, 7, now), Retirement::Forget);

@@ -38,6 +38,7 @@ fn next_document(current: &Read, key: NewAccessKey, now: SystemTime) -> SecretDo
         stale_registrations: books.stale_registrations.clone(),
         settings: books.settings.clone(),
         rotated_from: Some(current.version.clone()),
+        switch_unseen_since: None,
     };
     SecretDocument::new(key, &current.doc.user_name, bookkeeping)
 }
@@ -56,8 +57,8 @@ impl<P: Ports> Rotator<'_, P> {
         self.provisioner.progress.set(step_names::ACCESS_KEY);
         let iam = self.provisioner.ports.iam();
         let listed = iam.list_access_keys(&user).await.in_step(step_names::ACCESS_KEY)?;
-        let (current, listed, _) = self.retire_awaiting(current, listed, made).await?;
-        self.not_blocked(&current)?;
+        let (current, listed, decision) = self.retire_awaiting(current, listed, made).await?;
+        self.not_blocked(&current, decision)?;
         self.clear_stale_pending(info, token).await?;
         let stored = current.doc.access_key_id.as_str();
         let stored_created = listed.iter().find(|k| k.access_key_id == stored).map(|k| k.created);
@@ -86,6 +87,11 @@ impl<P: Ports> Rotator<'_, P> {
         let Some(pending) = self.new_key(info, token).await? else {
             return Ok(());
         };
+        self.register_new(info, &pending).await
+    }
+
+    /// Sends the pending document's registration with its (new) key.
+    async fn register_new(&self, info: &SecretInfo, pending: &Read) -> Result<(), RotationError> {
         let Some(record) = pending.doc.bookkeeping.registration.as_ref() else {
             tracing::info!(key = %pending.doc.access_key_id, "portal mode: nothing to send; the new key waits to be pasted");
             return Ok(());
@@ -126,7 +132,8 @@ impl<P: Ports> Rotator<'_, P> {
     /// `finishSecret`: moves `AWSCURRENT` to the new version from the one it was made from
     /// (compare-and-swap), then retires what the promotion makes obsolete.
     pub(super) async fn finish(&self, info: &SecretInfo, token: &str) -> Result<(), RotationError> {
-        let Some(pending) = self.new_key(info, token).await? else {
+        let (current, pending) = futures::try_join!(self.current(info), self.read_at(info, Version::Id(token)))?;
+        let Some(pending) = pending.filter(|p| p.doc.access_key_id != current.doc.access_key_id) else {
             return Ok(());
         };
         let superseded = || RotationError::Superseded {
@@ -134,9 +141,15 @@ impl<P: Ports> Rotator<'_, P> {
             secret: info.arn.clone(),
         };
         let from = pending.doc.bookkeeping.rotated_from.clone().ok_or_else(superseded)?;
+        if from != current.version {
+            return Err(superseded());
+        }
         if !self.alive(&pending).await? {
             return Err(RotationError::KeyGone(pending.doc.access_key_id.clone()));
         }
+        // Whatever order the steps came in, Cloud App Security has the new key before the old
+        // one can go (an idempotent upsert; portal mode: nothing).
+        self.register_new(info, &pending).await?;
         self.provisioner.progress.set(step_names::SECRET);
         let secrets = self.provisioner.ports.secrets();
         match secrets.move_stage(&info.arn, CURRENT, Some(token), Some(&from)).await {
@@ -155,9 +168,17 @@ impl<P: Ports> Rotator<'_, P> {
             return Ok(());
         };
         let doc = &promoted.doc;
-        let previous = doc.bookkeeping.previous.as_ref();
-        let obsolete = previous.filter(|p| p.access_key_id != doc.access_key_id && p.user_name == doc.user_name);
-        if let Some(old) = obsolete.filter(|_| doc.bookkeeping.registration.is_some()) {
+        let books = &doc.bookkeeping;
+        // Only what a rotation promoted, with a registration not in doubt, retires its
+        // predecessor here; a key awaiting a paste stays.
+        let registered = books.registration.as_ref().is_some_and(|r| !r.fingerprint.is_empty());
+        let awaiting = books.awaiting_paste.as_ref().map(|a| a.access_key_id.as_str());
+        let obsolete = books.previous.as_ref().filter(|p| {
+            p.access_key_id != doc.access_key_id
+                && p.user_name == doc.user_name
+                && Some(p.access_key_id.as_str()) != awaiting
+        });
+        if let Some(old) = obsolete.filter(|_| registered && books.rotated_from.is_some()) {
             self.provisioner.progress.set(step_names::RETIRE);
             let iam = self.provisioner.ports.iam();
             iam.delete_access_key(&doc.user_name, &old.access_key_id)
@@ -189,13 +210,17 @@ impl<P: Ports> Rotator<'_, P> {
     }
 
     /// A rotation waits while the previous key awaits a paste or its deletion.
-    fn not_blocked(&self, current: &Read) -> Result<(), RotationError> {
+    fn not_blocked(&self, current: &Read, decision: Option<Retirement>) -> Result<(), RotationError> {
         let doc = &current.doc;
         let Some(waiting) = &doc.bookkeeping.awaiting_paste else {
             return Ok(());
         };
         let at = |s: u64| httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
-        match waiting.deactivated_at {
+        // A retired key an administrator reactivated waits for the paste like any other.
+        let retired = waiting
+            .deactivated_at
+            .filter(|_| !decision.is_some_and(Retirement::pending));
+        match retired {
             Some(when) => Err(RotationError::Retiring {
                 key: waiting.access_key_id.clone(),
                 user: doc.user_name.clone(),
@@ -266,10 +291,7 @@ impl<P: Ports> Rotator<'_, P> {
             .iter()
             .find(|k| k.access_key_id == waiting.access_key_id)
             .cloned();
-        if !previous
-            .as_ref()
-            .is_some_and(|k| k.active && waiting.deactivated_at.is_none())
-        {
+        if !previous.as_ref().is_some_and(|k| k.active) {
             return Ok(Observed {
                 previous,
                 ..Observed::default()
@@ -318,6 +340,9 @@ impl<P: Ports> Rotator<'_, P> {
                     ..waiting.clone()
                 };
                 doc.bookkeeping.awaiting_paste = Some(retired);
+                if decision == (Retirement::Deactivate { seen: false }) {
+                    doc.bookkeeping.switch_unseen_since = Some(now);
+                }
             }
             Retirement::Delete => {
                 iam.delete_access_key(user, key).await.in_step(step_names::RETIRE)?;
@@ -345,6 +370,29 @@ impl<P: Ports> Rotator<'_, P> {
                 secret: current.arn.clone(),
             })),
         }
+    }
+
+    /// While the previous key was retired without the switch seen: whether Cloud App Security
+    /// has since been seen using the stored key; if so, that is recorded. Returns the document
+    /// and whether the switch is still unseen.
+    pub(super) async fn follow_switch(&self, current: Read, made: &Made) -> Result<(Read, bool), RotationError> {
+        let books = &current.doc.bookkeeping;
+        if books.switch_unseen_since.is_none() {
+            return Ok((current, false));
+        }
+        let iam = self.provisioner.ports.iam();
+        let used = iam
+            .access_key_last_used(&current.doc.access_key_id)
+            .await
+            .in_step(step_names::RETIRE)?;
+        let own_use_ends = books.self_use_until.unwrap_or(0);
+        if !retirement::used_by_others(used, own_use_ends) {
+            return Ok((current, true));
+        }
+        tracing::info!(key = %current.doc.access_key_id, "Cloud App Security is now seen using the stored key");
+        let mut doc = current.doc.clone();
+        doc.bookkeeping.switch_unseen_since = None;
+        Ok((self.record(&current, doc, made).await?, false))
     }
 
     /// A registration in doubt — an intent whose call was never confirmed, or one a failed

@@ -105,6 +105,20 @@ pub struct FakeProbe {
 }
 
 impl KeyProbe for FakeProbe {
+    async fn identity(&self, key: &SecretDocument) -> Result<String, ProbeError> {
+        let user = self.iam.user(&key.user_name);
+        let holder = user.filter(|u| {
+            u.keys.iter().any(|k| {
+                k.access_key_id == key.access_key_id
+                    && key.secret_access_key.expose() == format!("secret-of-{}", k.access_key_id)
+            })
+        });
+        match holder {
+            Some(u) => Ok(format!("arn:aws:iam::123456789012:user{}{}", u.path, key.user_name)),
+            None => Err(ProbeError::NotYetValid("SignatureDoesNotMatch".into())),
+        }
+    }
+
     async fn probe(&self, key: &SecretDocument, _: &BTreeSet<Connection>) -> Result<(), ProbeError> {
         lock(&self.probed).push(key.access_key_id.clone());
         let known = self

@@ -357,3 +357,111 @@ async fn create_secret_makes_room_by_deleting_only_a_stale_key_never_the_current
     assert!(keys.contains(&current) && !keys.contains(&extra), "{keys:?}");
     assert_eq!(keys.len(), 2, "the current key and the new pending one");
 }
+
+#[tokio::test]
+async fn a_planted_secret_with_our_tags_naming_our_user_mints_and_deletes_nothing() {
+    let w = World::new();
+    w.connector(json!({})).await;
+    let ours = w.secrets.secret(SECRET).unwrap();
+    let stored = w.current();
+    // Someone allowed to create secrets copies our tags and names our user and key id, without
+    // the key's secret half.
+    let forged = format!(
+        r#"{{"AccessKeyId":"{}","SecretAccessKey":"guess","UserName":"{USER}"}}"#,
+        stored.access_key_id
+    );
+    w.secrets.plant(
+        "cloud-app-security/evil",
+        secrets::FakeSecret {
+            arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cloud-app-security/evil-XyZ".into(),
+            tags: ours.tags.clone(),
+            rotation: Some((FUNCTION.into(), 30)),
+            versions: vec![("v1".into(), forged, vec![CURRENT.into()])],
+            ..Default::default()
+        },
+    );
+    w.secrets.begin_rotation("cloud-app-security/evil", "evil-1").unwrap();
+    let request = crate::rotation::RotationRequest {
+        step: Step::Create,
+        secret_id: "cloud-app-security/evil".into(),
+        client_request_token: "evil-1".into(),
+    };
+    let e = w
+        .other_event(&crate::rotation::Event::Rotation(request))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RotationError::Unproven { .. }), "{e}");
+    let check = crate::rotation::CheckRequest {
+        secret_id: "cloud-app-security/evil".into(),
+    };
+    let e = w.other_event(&crate::rotation::Event::Check(check)).await.unwrap_err();
+    assert!(e.refused(), "{e}");
+    assert_eq!(
+        w.key_ids(USER),
+        vec![stored.access_key_id],
+        "no key minted, none deleted"
+    );
+    assert_eq!(w.iam.issued.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_finish_before_set_still_gives_the_tenant_the_new_key_before_the_old_one_goes() {
+    let w = World::new();
+    let t = w.connector(callback(&w)).await;
+    w.secrets.begin_rotation(SECRET, "rot-1").unwrap();
+    w.step(Step::Create, "rot-1").await.unwrap();
+    w.step(Step::Finish, "rot-1").await.unwrap();
+    w.step(Step::Set, "rot-1").await.unwrap();
+    let stored = w.current().access_key_id;
+    let key = crate::cloud_app_security::sha256_hex(&t.physical_id);
+    assert_eq!(
+        w.registry.registered(&key),
+        [("http://127.0.0.1:9/".to_owned(), stored.clone())]
+    );
+    assert_eq!(w.key_ids(USER), vec![stored]);
+}
+
+#[tokio::test]
+async fn the_switch_not_seen_alarm_stays_on_until_the_tenant_uses_the_new_key() {
+    let w = World::new();
+    w.connector(json!({"RotationGraceDays": "2", "RotationDays": "20"}))
+        .await;
+    w.rotate("rot-1").await.unwrap();
+    let new = w.current().access_key_id;
+    w.clock.advance(3 * DAY);
+    let checked = w.check().await.unwrap();
+    assert_eq!(
+        checked["PreviousKey"],
+        "deactivated: the grace period ended without Cloud App Security seen using the new key"
+    );
+    for _ in 0..3 {
+        w.clock.advance(DAY);
+        w.check().await.unwrap();
+        assert!(
+            w.current().bookkeeping.switch_unseen_since.is_some(),
+            "still unseen: the alarm stays on"
+        );
+    }
+    // Someone pastes the key at last; Cloud App Security uses it.
+    w.used(&new, w.clock.now());
+    w.clock.advance(DAY);
+    w.check().await.unwrap();
+    assert!(w.current().bookkeeping.switch_unseen_since.is_none());
+}
+
+#[tokio::test]
+async fn turning_rotation_off_mid_rotation_abandons_it_so_that_it_can_be_turned_on_again() {
+    let w = World::new();
+    let t = w.connector(json!({})).await;
+    let stored = w.current().access_key_id;
+    w.secrets.begin_rotation(SECRET, "rot-1").unwrap();
+    w.step(Step::Create, "rot-1").await.unwrap();
+    let mut off = t.clone();
+    off.rotation_days = 0;
+    w.provisioner("req-off").converge(&off, &Made::default()).await.unwrap();
+    assert!(!w.labels("rot-1").contains(&PENDING.to_owned()));
+    assert_eq!(w.key_ids(USER), vec![stored.clone()], "the rotation's key is gone");
+    w.provisioner("req-on").converge(&t, &Made::default()).await.unwrap();
+    w.rotate("rot-2").await.unwrap();
+    assert_ne!(w.current().access_key_id, stored);
+}
