@@ -27,7 +27,7 @@ Plain HTTP to moto by default (the machine's own root certificates are still loa
 the proxy and the ResponseURL stand-in over HTTPS, with a bench CA as the only root.
 
 Usage: bench.py [--runs N] [--warm-rounds N] [--target NAME=BOOTSTRAP ...] [--legacy-props NAME ...]
-                [--no-peer | --peer-only] [--tls] [--aws-latency MS] [--out DIR]
+                [--no-peer | --peer-only] [--tls | --roots-file PEM] [--aws-latency MS] [--out DIR]
 """
 
 import argparse
@@ -404,6 +404,9 @@ class Bench:
         elif self.args.tls:
             # The bench CA as the only root: what the handshakes cost, not what loading roots costs.
             env["SSL_CERT_FILE"] = self.ca
+        elif self.args.roots_file:
+            # The system's roots from one bundle file, without the directory scan.
+            env["SSL_CERT_FILE"] = self.args.roots_file
         return env
 
     def invoke(self, emulator, request_type, name, response_url, legacy=False):
@@ -666,6 +669,8 @@ def main():
     parser.add_argument("--warm-rounds", type=int, default=2, help="Create/Update/Delete rounds per process")
     parser.add_argument("--tls", action="store_true",
                         help="HTTPS everywhere (AWS endpoint and ResponseURL), with a bench CA as the only root")
+    parser.add_argument("--roots-file", metavar="PEM",
+                        help="without --tls: SSL_CERT_FILE for the product (e.g. the system bundle alone)")
     parser.add_argument("--aws-latency", type=float, default=0.0, metavar="MS",
                         help="delay the proxy adds to every AWS request and new connection (a distant endpoint)")
     parser.add_argument("--out", default=os.path.join(REPO, ".bench"), help="logs and results.json")
@@ -724,7 +729,9 @@ def main():
               "only root (SSL_CERT_FILE, AWS_CA_BUNDLE), so root loading is not in these figures.")
     else:
         print("Plain HTTP to moto; the ResponseURL stand-in is HTTPS for the Python peer (crhelper knows no "
-              "other) and HTTP for the product. Roots: the machine's own (no SSL_CERT_FILE).")
+              "other) and HTTP for the product. Roots: "
+              + (f"SSL_CERT_FILE={args.roots_file} for the product." if args.roots_file
+                 else "the machine's own (no SSL_CERT_FILE)."))
     print(f"Medians of {args.runs} cold starts; warm figures over {args.runs} × {args.warm_rounds} rounds "
           "(portal mode, TrailMode Off, VerifyKey false, Update = KeyVersion change"
           + (f"; no VerifyKey property for {', '.join(args.legacy_props)}" if args.legacy_props else "")
