@@ -194,3 +194,27 @@ async fn a_delete_of_a_clean_user_makes_at_most_eight_calls() {
     );
     assert!(!env.user_exists(&env.user_name()).await);
 }
+
+/// What `VerifyKey` costs a Create (issue 11): the key's identity, then the connector's reads
+/// together — three calls in two more round trips, signed with the new key itself.
+#[tokio::test]
+async fn verifying_the_key_adds_three_calls_in_two_round_trips() {
+    let (env, proxy) = counted().await;
+    assert_success(&env.create(env.props(json!({}))).await);
+    assert_calls(
+        "Create with VerifyKey",
+        &proxy.take(),
+        &[
+            "iam:GetUser",
+            "secretsmanager:DescribeSecret",
+            "iam:CreateUser",
+            "iam:PutUserPolicy",
+            "iam:CreateAccessKey",
+            "secretsmanager:CreateSecret",
+            "sts:GetCallerIdentity",
+            "cloudtrail:DescribeTrails",
+            "iam:ListUsers",
+        ],
+        6,
+    );
+}
