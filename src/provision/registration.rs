@@ -133,6 +133,20 @@ impl<P: Ports> Provisioner<'_, P> {
         Ok((state, Connector::Registered(id)))
     }
 
+    /// Sends the registration `record` describes again, with the key of `doc`, reading the API
+    /// credentials it names; returns its id.
+    pub(crate) async fn resend(
+        &self,
+        record: &RecordedRegistration,
+        doc: &SecretDocument,
+    ) -> Result<String, ProvisionError> {
+        let credentials = self.credentials(Some(&record.credentials)).await?;
+        let credentials = credentials.ok_or_else(|| {
+            ProvisionError::Credentials(format!("secret {} was not found or has no value", record.credentials))
+        })?;
+        self.send(record, &credentials, doc).await
+    }
+
     /// Sends the registration `record` describes, with the key of `doc`; returns its id.
     pub(crate) async fn send(
         &self,

@@ -475,11 +475,7 @@ impl<P: Ports> Provisioner<'_, P> {
         let Some(record) = recorded.filter(|r| r.is_complete()) else {
             return Ok(());
         };
-        let credentials = self.credentials(Some(&record.credentials)).await?;
-        let credentials = credentials.ok_or_else(|| {
-            ProvisionError::Credentials(format!("secret {} was not found or has no value", record.credentials))
-        })?;
-        self.send(record, &credentials, current).await.map(drop)
+        self.resend(record, current).await.map(drop)
     }
 
     /// Whether `physical_id` names a user of ours that still exists at its path.

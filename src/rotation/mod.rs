@@ -275,7 +275,7 @@ pub struct Rotator<'a, P> {
 impl<P: Ports> Rotator<'_, P> {
     /// One rotation step, behind the standard guard.
     pub async fn rotate(&self, request: &RotationRequest, made: &Made) -> Result<(), RotationError> {
-        let (info, _) = self.owned(&request.secret_id).await?;
+        let (info, current) = self.owned(&request.secret_id).await?;
         let token = request.client_request_token.as_str();
         let not_pending = || RotationError::NotPending {
             secret: info.arn.clone(),
@@ -297,10 +297,10 @@ impl<P: Ports> Rotator<'_, P> {
         }
         tracing::info!(step = request.step.as_str(), "rotation step");
         match request.step {
-            Step::Create => self.create(&info, token, made).await,
-            Step::Set => self.set(&info, token).await,
-            Step::Test => self.test(&info, token).await,
-            Step::Finish => self.finish(&info, token).await,
+            Step::Create => self.create(&info, current, token, made).await,
+            Step::Set => self.set(&info, &current, token).await,
+            Step::Test => self.test(&info, &current, token).await,
+            Step::Finish => self.finish(&info, &current, token).await,
         }
     }
 

@@ -46,8 +46,13 @@ fn next_document(current: &Read, key: NewAccessKey, now: SystemTime) -> SecretDo
 impl<P: Ports> Rotator<'_, P> {
     /// `createSecret`: a new key, stored as the `AWSPENDING` version `token`. A previous key
     /// still awaiting a paste stops it before anything is issued.
-    pub(super) async fn create(&self, info: &SecretInfo, token: &str, made: &Made) -> Result<(), RotationError> {
-        let current = self.current(info).await?;
+    pub(super) async fn create(
+        &self,
+        info: &SecretInfo,
+        current: Read,
+        token: &str,
+        made: &Made,
+    ) -> Result<(), RotationError> {
         if let Some(pending) = self.read_at(info, Version::Id(token)).await? {
             if made_from(&pending, &current) && self.alive(&pending).await? {
                 return Ok(());
@@ -83,8 +88,8 @@ impl<P: Ports> Rotator<'_, P> {
     }
 
     /// `setSecret`: registers the new key with Cloud App Security; nothing in portal mode.
-    pub(super) async fn set(&self, info: &SecretInfo, token: &str) -> Result<(), RotationError> {
-        let Some(pending) = self.new_key(info, token).await? else {
+    pub(super) async fn set(&self, info: &SecretInfo, current: &Read, token: &str) -> Result<(), RotationError> {
+        let Some(pending) = self.new_key(info, current, token).await? else {
             return Ok(());
         };
         self.register_new(info, &pending).await
@@ -100,11 +105,7 @@ impl<P: Ports> Rotator<'_, P> {
             return Err(RotationError::IncompleteRegistration(info.arn.clone()));
         }
         self.provisioner.progress.set(step_names::CALLBACK);
-        let credentials = self.provisioner.credentials(Some(&record.credentials)).await?;
-        let credentials = credentials.ok_or_else(|| {
-            ProvisionError::Credentials(format!("secret {} was not found or has no value", record.credentials))
-        })?;
-        let id = self.provisioner.send(record, &credentials, &pending.doc).await?;
+        let id = self.provisioner.resend(record, &pending.doc).await?;
         tracing::info!(connector = %id, key = %pending.doc.access_key_id, "Cloud App Security accepted the new key");
         Ok(())
     }
@@ -112,8 +113,8 @@ impl<P: Ports> Rotator<'_, P> {
     /// `testSecret`: the new key authenticates and can make the connector's reads, retried while
     /// IAM propagates it. A version holding no new key is Secrets Manager testing the
     /// configuration (`RotateImmediately = false`): nothing to prove.
-    pub(super) async fn test(&self, info: &SecretInfo, token: &str) -> Result<(), RotationError> {
-        let Some(pending) = self.new_key(info, token).await? else {
+    pub(super) async fn test(&self, info: &SecretInfo, current: &Read, token: &str) -> Result<(), RotationError> {
+        let Some(pending) = self.new_key(info, current, token).await? else {
             tracing::info!("no new key in the pending version: a configuration test, passed");
             return Ok(());
         };
@@ -131,9 +132,8 @@ impl<P: Ports> Rotator<'_, P> {
 
     /// `finishSecret`: moves `AWSCURRENT` to the new version from the one it was made from
     /// (compare-and-swap), then retires what the promotion makes obsolete.
-    pub(super) async fn finish(&self, info: &SecretInfo, token: &str) -> Result<(), RotationError> {
-        let (current, pending) = futures::try_join!(self.current(info), self.read_at(info, Version::Id(token)))?;
-        let Some(pending) = pending.filter(|p| p.doc.access_key_id != current.doc.access_key_id) else {
+    pub(super) async fn finish(&self, info: &SecretInfo, current: &Read, token: &str) -> Result<(), RotationError> {
+        let Some(pending) = self.new_key(info, current, token).await? else {
             return Ok(());
         };
         let superseded = || RotationError::Superseded {
@@ -198,8 +198,8 @@ impl<P: Ports> Rotator<'_, P> {
     }
 
     /// The pending version's document, when it holds a key other than the current one.
-    async fn new_key(&self, info: &SecretInfo, token: &str) -> Result<Option<Read>, RotationError> {
-        let (current, pending) = futures::try_join!(self.current(info), self.read_at(info, Version::Id(token)))?;
+    async fn new_key(&self, info: &SecretInfo, current: &Read, token: &str) -> Result<Option<Read>, RotationError> {
+        let pending = self.read_at(info, Version::Id(token)).await?;
         Ok(pending.filter(|p| p.doc.access_key_id != current.doc.access_key_id))
     }
 
@@ -407,11 +407,7 @@ impl<P: Ports> Rotator<'_, P> {
             return Ok(current);
         };
         self.provisioner.progress.set(step_names::CALLBACK);
-        let credentials = self.provisioner.credentials(Some(&record.credentials)).await?;
-        let credentials = credentials.ok_or_else(|| {
-            ProvisionError::Credentials(format!("secret {} was not found or has no value", record.credentials))
-        })?;
-        let id = self.provisioner.send(record, &credentials, &current.doc).await?;
+        let id = self.provisioner.resend(record, &current.doc).await?;
         let mut doc = current.doc.clone();
         let fingerprint = fingerprint(record, &doc.access_key_id);
         doc.bookkeeping.registration = Some(RecordedRegistration {

@@ -190,6 +190,18 @@ fn secret_name(props: &Value) -> String {
 }
 
 impl Model {
+    /// Injects `step`'s fault, if any, counting from the next call.
+    fn arm(&self, step: &Step) {
+        if let Some((at, after)) = step.fault {
+            self.world.faults.fail_call(self.world.faults.calls() + at, after);
+        }
+    }
+
+    /// No fault from here on.
+    fn disarm(&self) {
+        self.world.faults.fail_call(usize::MAX, false);
+    }
+
     async fn invoke(&mut self, event: Value) -> Answer {
         self.events += 1;
         self.world.clock.advance(Duration::from_secs(5));
@@ -214,9 +226,7 @@ impl Model {
     async fn deliver(&mut self, step: &Step, event: Value) -> (Answer, Vec<Answer>) {
         self.requests += 1;
         self.world.clock.advance(Duration::from_secs(5));
-        if let Some((at, after)) = step.fault {
-            self.world.faults.fail_call(self.world.faults.calls() + at, after);
-        }
+        self.arm(step);
         let answers = match step.delivery {
             Delivery::Once => vec![self.invoke(event).await],
             Delivery::Again => {
@@ -248,7 +258,7 @@ impl Model {
                 vec![a, b]
             }
         };
-        self.world.faults.fail_call(usize::MAX, false);
+        self.disarm();
         let chosen = match (step.second_wins, answers.len()) {
             (true, 2) => answers[1].clone(),
             _ => answers[0].clone(),
@@ -554,9 +564,7 @@ impl Model {
         if self.world.secrets.begin_rotation(&name, &token).is_err() {
             return Ok(());
         }
-        if let Some((at, after)) = step.fault {
-            self.world.faults.fail_call(self.world.faults.calls() + at, after);
-        }
+        self.arm(step);
         for (i, rotation_step) in [
             RotationStep::Create,
             RotationStep::Set,
@@ -588,7 +596,7 @@ impl Model {
                 self.rotated += 1;
             }
         }
-        self.world.faults.fail_call(usize::MAX, false);
+        self.disarm();
         if step.fault.is_some() {
             self.tolerate();
         }
@@ -617,12 +625,10 @@ impl Model {
             let now = crate::ports::Clock::now(&self.world.clock);
             self.world.iam.last_used.lock().unwrap().insert(doc.access_key_id, now);
         }
-        if let Some((at, after)) = step.fault {
-            self.world.faults.fail_call(self.world.faults.calls() + at, after);
-        }
+        self.arm(step);
         let request = crate::rotation::CheckRequest { secret_id: arn };
         let _ = self.world.other_event(&crate::rotation::Event::Check(request)).await;
-        self.world.faults.fail_call(usize::MAX, false);
+        self.disarm();
         if step.fault.is_some() {
             self.tolerate();
         }
