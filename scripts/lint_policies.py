@@ -49,6 +49,7 @@ REFS = {
     "TrailBucket": f"{STACK}-trailbucket-example",
 }
 GETATT = {
+    "ConnectorFunction.Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-ConnectorFunction-EXAMPLE",
     "ConnectorLogGroup.Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{STACK}-connector:*",
 }
 # Every parameter value that changes a document: the defaults, and everything optional set.

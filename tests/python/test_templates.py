@@ -28,8 +28,8 @@ ACCOUNT_KEYS = {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::Acco
 SECRET_KEY = {"Fn::If": ["HasKmsKey", {"Ref": "SecretKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
 TRAIL_KEY = {"Fn::If": ["HasTrailKmsKey", {"Ref": "TrailKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
 FUNCTION = [
-    {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-connector"},
-    {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-connector:*"},
+    {"Fn::GetAtt": ["ConnectorFunction", "Arn"]},
+    {"Fn::Sub": "${ConnectorFunction.Arn}:*"},
 ]
 MANAGED = [
     {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/SecurityAudit"},
