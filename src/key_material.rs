@@ -3,7 +3,31 @@
 //! code calls where it serialises the secret's value, signs a verification request, and where
 //! the IAM adapter receives the key.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The release this function is: `Cargo.toml`'s version, compiled in.
+pub const RELEASE: &str = env!("CARGO_PKG_VERSION");
+
+/// The layout of the secret's document this release writes.
+///
+/// - 1 (release 0.1.0): the three fields only; the key's version and the registration were
+///   kept in the secret's tags (`cloud-app-security:key-version`, `…:connector-id`,
+///   `…:registration`), which the next write removes.
+/// - 2 (0.2.0): the function's records under `Bookkeeping`, without a version.
+/// - 3 (0.3.0): `Bookkeeping.schemaVersion`, `writtenBy`, and the properties last applied.
+///
+/// Expand, then contract: a field is only ever added, and a release may write layout N only
+/// once the release before it reads N (every release ignores fields it does not know). A
+/// document of a newer layout is never rewritten (see [`SecretDocument::is_newer`]).
+pub const SCHEMA_VERSION: u32 = 3;
+/// What a document without a version is read as (layouts 1 and 2 read alike).
+const UNVERSIONED: u32 = 2;
+/// How many applied property sets a document keeps: the last, and the one before it (the
+/// target of a rollback, whichever order CloudFormation reverts the function and the resource).
+const APPLIED_KEPT: usize = 2;
 
 /// The secret half of an access key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +125,32 @@ pub struct Bookkeeping {
     /// only by moving `AWSCURRENT` from that version (compare-and-swap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_from: Option<String>,
+    /// The layout of this document ([`SCHEMA_VERSION`] when this release wrote it; absent
+    /// before 0.3.0). Stamped on every write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
+    /// The release that wrote it. Stamped on every write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<String>,
+    /// The properties of the last successful stack operations, newest first (at most two).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied: Vec<Applied>,
+}
+
+/// A stack operation this resource answered `SUCCESS`, as recorded in the secret: what an
+/// older release needs to answer CloudFormation's rollback to it without rewriting the
+/// document (see [`SecretDocument::is_newer`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Applied {
+    /// The request's `RequestId`.
+    pub request_id: String,
+    /// The `PhysicalResourceId` it answered with.
+    pub physical_id: String,
+    /// Its `ResourceProperties` as CloudFormation sent them, without `ServiceToken`.
+    pub properties: Map<String, Value>,
+    /// The `Data` it answered with (identifiers and states, never key material).
+    pub data: BTreeMap<String, String>,
 }
 
 /// The resource's settings a rotation acts on.
@@ -233,10 +283,51 @@ impl SecretDocument {
         }
     }
 
-    /// The JSON text stored in Secrets Manager.
+    /// The JSON text stored in Secrets Manager, stamped with this release's layout: any older
+    /// document is rewritten in the current layout by its next write.
     pub fn to_secret_text(&self) -> SecretText {
+        let mut stamped = self.clone();
+        stamped.bookkeeping.schema_version = Some(SCHEMA_VERSION);
+        stamped.bookkeeping.written_by = Some(RELEASE.to_owned());
         // Serialising a struct of strings and numbers cannot fail.
-        SecretText(serde_json::to_string(self).unwrap_or_default())
+        SecretText(serde_json::to_string(&stamped).unwrap_or_default())
+    }
+
+    /// The layout this document was written in.
+    pub fn schema(&self) -> u32 {
+        self.bookkeeping.schema_version.unwrap_or(UNVERSIONED)
+    }
+
+    /// Whether a newer release wrote it. Such a document is never rewritten: this release
+    /// would drop what it does not know. Only a Delete, and a rollback to properties the
+    /// document records as applied, act on it.
+    pub fn is_newer(&self) -> bool {
+        self.schema() > SCHEMA_VERSION
+    }
+
+    /// Who wrote it, for a person: the release, or the layout when no release is recorded.
+    pub fn writer(&self) -> String {
+        match &self.bookkeeping.written_by {
+            Some(release) => format!("release {release} (layout {})", self.schema()),
+            None => format!("a release before 0.3.0 (layout {})", self.schema()),
+        }
+    }
+
+    /// The recorded operation whose properties are `properties`, if any.
+    pub fn applied_with(&self, properties: &Map<String, Value>) -> Option<&Applied> {
+        self.bookkeeping.applied.iter().find(|a| a.properties == *properties)
+    }
+
+    /// Records `applied` as the newest operation; `false` when it already is (nothing to write).
+    pub fn record_applied(&mut self, applied: Applied) -> bool {
+        let newest = self.bookkeeping.applied.first();
+        if newest.is_some_and(|n| n.properties == applied.properties && n.data == applied.data) {
+            return false;
+        }
+        self.bookkeeping.applied.retain(|a| a.properties != applied.properties);
+        self.bookkeeping.applied.insert(0, applied);
+        self.bookkeeping.applied.truncate(APPLIED_KEPT);
+        true
     }
 
     /// `None` when the secret holds something else (edited by hand): the caller then issues a
@@ -257,15 +348,25 @@ mod tests {
         }
     }
 
+    fn stamped(bookkeeping: Bookkeeping) -> Bookkeeping {
+        Bookkeeping {
+            schema_version: Some(SCHEMA_VERSION),
+            written_by: Some(RELEASE.to_owned()),
+            ..bookkeeping
+        }
+    }
+
     #[test]
-    fn a_document_without_bookkeeping_is_exactly_the_three_fields_a_person_copies() {
+    fn the_three_fields_a_person_copies_stay_at_the_top_beside_the_stamped_layout() {
         let doc = SecretDocument::new(key(), "CloudAppSecurity-x", Bookkeeping::default());
         let value: serde_json::Value = serde_json::from_str(doc.to_secret_text().expose()).unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": "s3cr3t/+=", "UserName": "CloudAppSecurity-x"})
+            serde_json::json!({"AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": "s3cr3t/+=", "UserName": "CloudAppSecurity-x",
+                "Bookkeeping": {"schemaVersion": SCHEMA_VERSION, "writtenBy": RELEASE}})
         );
-        assert!(SecretDocument::from_secret_text(&doc.to_secret_text()) == Some(doc));
+        let back = SecretDocument::from_secret_text(&doc.to_secret_text()).unwrap();
+        assert!(back.bookkeeping == stamped(Bookkeeping::default()));
         assert!(SecretDocument::from_secret_text(&SecretText::new("not json".into())).is_none());
     }
 
@@ -287,6 +388,141 @@ mod tests {
         let mut newer = value.clone();
         newer["Bookkeeping"]["fromAFutureVersion"] = serde_json::json!(true);
         let back = SecretDocument::from_secret_text(&SecretText::new(newer.to_string())).unwrap();
-        assert_eq!(back.bookkeeping, bookkeeping);
+        assert_eq!(back.bookkeeping, stamped(bookkeeping));
+    }
+
+    #[test]
+    fn every_earlier_layout_is_read_and_the_next_write_stamps_the_current_one() {
+        // Release 0.1.0: the three fields alone. Release 0.2.0: bookkeeping without a version.
+        let first = r#"{"AccessKeyId":"AKIA1","SecretAccessKey":"s","UserName":"u"}"#;
+        let second = r#"{"AccessKeyId":"AKIA1","SecretAccessKey":"s","UserName":"u",
+            "Bookkeeping":{"keyVersion":"1","registration":{"id":"c","url":"https://x","credentials":"arn",
+            "physicalId":"p","fingerprint":"f"}}}"#;
+        for text in [first, second] {
+            let doc = SecretDocument::from_secret_text(&SecretText::new(text.into())).unwrap();
+            assert_eq!(doc.schema(), 2);
+            assert!(!doc.is_newer());
+            assert!(doc.writer().contains("before 0.3.0"), "{}", doc.writer());
+            let rewritten = SecretDocument::from_secret_text(&doc.to_secret_text()).unwrap();
+            assert_eq!(rewritten.schema(), SCHEMA_VERSION);
+            assert_eq!(rewritten.bookkeeping.registration, doc.bookkeeping.registration);
+        }
+    }
+
+    #[test]
+    fn a_newer_layout_is_recognised_and_named() {
+        let text = format!(
+            r#"{{"AccessKeyId":"AKIA1","SecretAccessKey":"s","UserName":"u",
+            "Bookkeeping":{{"schemaVersion":{},"writtenBy":"9.0.0","somethingNew":{{"a":1}}}}}}"#,
+            SCHEMA_VERSION + 1
+        );
+        let doc = SecretDocument::from_secret_text(&SecretText::new(text)).unwrap();
+        assert!(doc.is_newer());
+        assert_eq!(doc.writer(), format!("release 9.0.0 (layout {})", SCHEMA_VERSION + 1));
+    }
+
+    fn applied(properties: serde_json::Value, data: &str) -> Applied {
+        Applied {
+            request_id: format!("req-{data}"),
+            physical_id: "p".into(),
+            properties: properties.as_object().unwrap().clone(),
+            data: BTreeMap::from([("AccessKeyId".to_owned(), data.to_owned())]),
+        }
+    }
+
+    #[test]
+    fn the_last_two_applied_property_sets_are_kept_newest_first() {
+        let mut doc = SecretDocument::new(key(), "u", Bookkeeping::default());
+        let (a, b, c) = (
+            serde_json::json!({"KeyVersion": "1"}),
+            serde_json::json!({"KeyVersion": "2"}),
+            serde_json::json!({"KeyVersion": "3"}),
+        );
+        assert!(doc.record_applied(applied(a.clone(), "k1")));
+        assert!(
+            !doc.record_applied(applied(a.clone(), "k1")),
+            "the same again writes nothing"
+        );
+        assert!(doc.record_applied(applied(b.clone(), "k2")));
+        assert!(
+            doc.record_applied(applied(a.clone(), "k1")),
+            "a rollback moves to the front"
+        );
+        assert_eq!(doc.bookkeeping.applied.len(), 2);
+        assert!(doc.record_applied(applied(c.clone(), "k3")));
+        let kept: Vec<_> = doc
+            .bookkeeping
+            .applied
+            .iter()
+            .map(|x| x.data["AccessKeyId"].as_str())
+            .collect();
+        assert_eq!(kept, ["k3", "k1"]);
+        assert!(doc.applied_with(b.as_object().unwrap()).is_none());
+        assert_eq!(doc.applied_with(a.as_object().unwrap()).unwrap().request_id, "req-k1");
+    }
+
+    /// The readers of the earlier releases, as they were (types only): every document this
+    /// release writes must still read in them, or a rolled-back function could not read the
+    /// secret it left (expand, then contract).
+    mod earlier_readers {
+        use serde::Deserialize;
+
+        /// 0.1.0's `StoredKey`.
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        #[allow(dead_code)]
+        pub struct V1 {
+            pub access_key_id: String,
+            pub secret_access_key: String,
+            pub user_name: String,
+        }
+
+        /// 0.2.0's `SecretDocument`, with its `Bookkeeping`.
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        #[allow(dead_code)]
+        pub struct V2 {
+            pub access_key_id: String,
+            pub secret_access_key: String,
+            pub user_name: String,
+            #[serde(default)]
+            pub bookkeeping: V2Books,
+        }
+
+        #[derive(Default, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        #[allow(dead_code)]
+        pub struct V2Books {
+            pub key_version: Option<String>,
+            pub self_use_until: Option<u64>,
+            pub awaiting_paste: Option<serde_json::Value>,
+            pub previous: Option<serde_json::Value>,
+            pub registration: Option<serde_json::Value>,
+            #[serde(default)]
+            pub stale_registrations: Vec<serde_json::Value>,
+            pub settings: Option<serde_json::Value>,
+            pub switch_unseen_since: Option<u64>,
+            pub rotated_from: Option<String>,
+        }
+    }
+
+    #[test]
+    fn what_this_release_writes_reads_in_the_earlier_releases() {
+        let mut doc = SecretDocument::new(
+            key(),
+            "u",
+            Bookkeeping {
+                key_version: Some("2".into()),
+                self_use_until: Some(1),
+                ..Bookkeeping::default()
+            },
+        );
+        doc.record_applied(applied(serde_json::json!({"KeyVersion": "2"}), "k"));
+        let text = doc.to_secret_text();
+        let v1: earlier_readers::V1 = serde_json::from_str(text.expose()).unwrap();
+        assert_eq!(v1.access_key_id, "AKIAEXAMPLE");
+        let v2: earlier_readers::V2 = serde_json::from_str(text.expose()).unwrap();
+        assert_eq!(v2.bookkeeping.key_version.as_deref(), Some("2"));
+        assert_eq!(v2.bookkeeping.self_use_until, Some(1));
     }
 }

@@ -19,8 +19,13 @@ use crate::cloud_app_security::endpoint::AllowedHosts;
 use crate::ownership::{unnamed_physical_id, Owner, StackArn, UserRef};
 use crate::ports::Ports;
 use crate::progress::Progress;
-use crate::properties::Properties;
-use crate::provision::{steps, Context, DeleteTarget, Made, ProvisionError, Provisioner, Target};
+use serde_json::{Map, Value};
+
+use crate::key_material::{Applied, SecretDocument};
+use crate::ports::{Version, CURRENT};
+use crate::properties::{Parsed, Properties};
+use crate::provision::secret;
+use crate::provision::{steps, Context, DeleteTarget, Made, ProvisionError, Provisioned, Provisioner, Target};
 
 /// At most this much of the remaining time is kept for undoing a failed request.
 const UNDO_BUDGET: Duration = Duration::from_secs(12);
@@ -90,16 +95,15 @@ pub async fn run<P: Ports>(
     };
     match request {
         Request::Create(r) => match r.resource_properties.strict() {
-            Ok(props) => lifecycle.create(props).await,
+            Ok(props) => lifecycle.create(props, r.resource_properties.sent()).await,
             Err(e) => Answer::failed(fallback, e.to_string()),
         },
-        Request::Update(r) => match r.resource_properties.strict() {
-            Ok(props) => {
-                let old = r.old_resource_properties.lenient();
-                lifecycle.update(&r.physical_resource_id, props, old).await
-            }
-            Err(e) => Answer::failed(fallback, e.to_string()),
-        },
+        Request::Update(r) => {
+            let old = r.old_resource_properties.lenient();
+            lifecycle
+                .update(&r.physical_resource_id, &r.resource_properties, old)
+                .await
+        }
         Request::Delete(r) => {
             lifecycle
                 .delete(&r.physical_resource_id, r.resource_properties.lenient())
@@ -129,7 +133,7 @@ impl<P: Ports> Lifecycle<'_, P> {
         .map_err(|e| format!("CloudAppSecurityUrl: {e}"))
     }
 
-    async fn create(&self, props: &Properties) -> Answer {
+    async fn create(&self, props: &Properties, sent: &Map<String, Value>) -> Answer {
         let target = match self.target(props, None) {
             Ok(target) => target,
             Err(reason) => return Answer::failed(failure_id(&self.stack, props), reason),
@@ -137,15 +141,72 @@ impl<P: Ports> Lifecycle<'_, P> {
         let made = Made::default();
         let work = self.provisioner.converge(&target, &made);
         match self.all_or_nothing(&target, &made, work).await {
-            Ok(done) => Answer::success(target.physical_id.clone(), "created", data::of(&done)),
+            Ok(done) => self.succeeded(&target, "created", &done, sent).await,
             Err(reason) => Answer::failed(target.physical_id.clone(), reason),
+        }
+    }
+
+    /// Answers `SUCCESS` with `done`'s `Data`, once the secret records what was applied.
+    async fn succeeded(&self, target: &Target, what: &str, done: &Provisioned, sent: &Map<String, Value>) -> Answer {
+        let data = data::of(done);
+        let applied = Applied {
+            request_id: self.provisioner.context.request_id.to_owned(),
+            physical_id: target.physical_id.clone(),
+            properties: sent.clone(),
+            data: data.clone(),
+        };
+        self.provisioner.record_applied(&done.stored, applied).await;
+        Answer::success(target.physical_id.clone(), what, data)
+    }
+
+    /// The secret's current document, read before an Update acts (`None` when it cannot be
+    /// read: absent, another's, not ours in format — discovery then judges it as usual).
+    async fn recorded(&self, props: &Properties) -> Option<SecretDocument> {
+        let name = props.resolve(&self.stack.account_id).secret_name;
+        let secrets = self.provisioner.ports.secrets();
+        let read = secret::read(secrets, &name, Version::Staged(CURRENT)).await;
+        read.ok().flatten().map(|r| r.doc)
+    }
+
+    /// What an Update answers from the secret's record alone, acting on nothing: a document a
+    /// newer release wrote is never rewritten — a rollback to properties it records as applied
+    /// succeeds as recorded, anything else fails; and properties this release cannot validate
+    /// succeed when they are recorded as applied (a newer release applied them, or a rule
+    /// tightened since).
+    fn answer_from_record(&self, doc: &SecretDocument, parsed: &Parsed, physical_id: &str) -> Option<Answer> {
+        let applied = doc.applied_with(parsed.sent()).filter(|a| a.physical_id == physical_id);
+        match (applied, doc.is_newer(), parsed.strict().is_ok()) {
+            (Some(a), true, _) | (Some(a), _, false) => {
+                let what = format!("already applied, as recorded by {}", doc.writer());
+                Some(Answer::success(physical_id.to_owned(), &what, a.data.clone()))
+            }
+            (None, true, _) => {
+                let secret = parsed.lenient().resolve(&self.stack.account_id).secret_name;
+                let writer = doc.writer();
+                Some(Answer::failed(
+                    physical_id.to_owned(),
+                    ProvisionError::NewerDocument { secret, writer }.to_string(),
+                ))
+            }
+            _ => None,
         }
     }
 
     /// A new `UserName` is a replacement: a new user and a new physical id, and CloudFormation
     /// deletes the old one afterwards. A new `UserPath` moves the same user. A new `SecretName`
     /// moves the key to the new secret, and the old one is deleted once the new holds it.
-    async fn update(&self, old_physical_id: &str, props: &Properties, previous: &Properties) -> Answer {
+    async fn update(&self, old_physical_id: &str, parsed: &Parsed, previous: &Properties) -> Answer {
+        let recorded = self.recorded(parsed.lenient()).await;
+        if let Some(answer) = recorded
+            .as_ref()
+            .and_then(|doc| self.answer_from_record(doc, parsed, old_physical_id))
+        {
+            return answer;
+        }
+        let props = match parsed.strict() {
+            Ok(props) => props,
+            Err(e) => return Answer::failed(old_physical_id.to_owned(), e.to_string()),
+        };
         let target = match self.target(props, Some((previous, old_physical_id))) {
             Ok(target) => target,
             Err(reason) => return Answer::failed(old_physical_id.to_owned(), reason),
@@ -158,7 +219,7 @@ impl<P: Ports> Lifecycle<'_, P> {
             Ok(done)
         };
         match self.all_or_nothing(&target, &made, work).await {
-            Ok(done) => Answer::success(target.physical_id.clone(), "updated", data::of(&done)),
+            Ok(done) => self.succeeded(&target, "updated", &done, parsed.sent()).await,
             // CloudFormation keeps the old physical id after a failed update.
             Err(reason) => Answer::failed(old_physical_id.to_owned(), reason),
         }

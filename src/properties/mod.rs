@@ -197,13 +197,23 @@ pub struct Parsed {
     lenient: Properties,
     /// Every problem, for the strict reading.
     errors: Vec<String>,
+    /// The object as CloudFormation sent it, without `ServiceToken` (which never changes for a
+    /// resource): what the secret records as applied, and what a rollback is compared with.
+    sent: Map<String, Value>,
 }
 
 impl Parsed {
     /// Parses one object.
     pub fn from_map(raw: &Map<String, Value>) -> Parsed {
         let (lenient, errors) = parser::parse(raw);
-        Parsed { lenient, errors }
+        let mut sent = raw.clone();
+        sent.remove("ServiceToken");
+        Parsed { lenient, errors, sent }
+    }
+
+    /// The object as sent, without `ServiceToken`.
+    pub fn sent(&self) -> &Map<String, Value> {
+        &self.sent
     }
 
     /// The properties, if they validate.
@@ -228,6 +238,7 @@ impl<'de> Deserialize<'de> for Parsed {
             Some(_) => Parsed {
                 lenient: Properties::default(),
                 errors: vec!["ResourceProperties: must be an object".to_owned()],
+                sent: Map::new(),
             },
         })
     }

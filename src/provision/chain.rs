@@ -108,6 +108,12 @@ impl<P: Ports> Provisioner<'_, P> {
             .iter()
             .find(|c| Some(c.version.as_str()) == current_version)
             .cloned();
+        if let Some(newer) = current.as_ref().filter(|c| c.doc.is_newer()) {
+            return Err(ProvisionError::NewerDocument {
+                secret: newer.arn.clone(),
+                writer: newer.doc.writer(),
+            });
+        }
         for candidate in candidates.iter().filter(|c| fits(target, c, legacy)) {
             if self
                 .confirm_key(&target.user.name, &candidate.doc.access_key_id, &listed)

@@ -64,6 +64,11 @@ impl<P: Ports> Provisioner<'_, P> {
             trail,
             connector,
             key_verified,
+            stored: super::Stored {
+                arn: state.arn.clone(),
+                version: state.version.clone(),
+                doc: state.doc,
+            },
         })
     }
 

@@ -24,6 +24,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use crate::cloud_app_security::endpoint::AllowedHosts;
+use crate::key_material::{Applied, SecretDocument};
 use crate::ports::{CallError, Clock, Ports, RegistryError};
 use crate::progress::Progress;
 use crate::properties::TrailMode;
@@ -69,6 +70,62 @@ pub struct Provisioned {
     /// Whether the stored key was proven to work (`None`: not checked, nothing changed or
     /// `VerifyKey` is off).
     pub key_verified: Option<bool>,
+    /// The secret's current document, where [`Provisioner::record_applied`] writes what was
+    /// applied.
+    pub stored: Stored,
+}
+
+/// The secret's current version and its document after a converge. Its `Debug` shows the
+/// version only: the document holds key material.
+#[derive(Clone)]
+pub struct Stored {
+    /// The secret's ARN.
+    pub arn: String,
+    /// The current version.
+    pub version: String,
+    doc: SecretDocument,
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stored")
+            .field("arn", &self.arn)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Stored {
+    fn eq(&self, other: &Stored) -> bool {
+        self.arn == other.arn && self.version == other.version
+    }
+}
+
+impl Eq for Stored {}
+
+impl<P: Ports> Provisioner<'_, P> {
+    /// Records `applied` in the secret's current document (compare-and-swap from the version
+    /// the converge left). Best effort: a failure is logged, and only a later rollback to these
+    /// properties by an older release loses its record.
+    pub async fn record_applied(&self, stored: &Stored, applied: Applied) {
+        let mut doc = stored.doc.clone();
+        if !doc.record_applied(applied) {
+            return;
+        }
+        let token = secret::token(self.context.request_id, &doc.access_key_id, "applied");
+        let text = doc.to_secret_text();
+        let made = Made::default();
+        match self
+            .replace_current(&stored.arn, Some(&stored.version), &text, token, &made)
+            .await
+        {
+            Ok(secret::Written::Current { .. }) => {}
+            Ok(secret::Written::Lost) => {
+                tracing::warn!("another invocation wrote the secret first; applied not recorded")
+            }
+            Err(e) => tracing::warn!(error = %e, "could not record the applied properties in the secret"),
+        }
+    }
 }
 
 /// What kind of thing was found to belong to someone else.
@@ -158,6 +215,22 @@ pub enum ProvisionError {
         secret: String,
         /// Since when (RFC 3339).
         since: String,
+    },
+    /// The secret's document was written by a newer release: this one would drop what it does
+    /// not know, so it writes nothing.
+    #[error(
+        "{step}: secret {secret} was written by {writer}, newer than this function (release {release}, layout \
+         {layout}); an older release never rewrites it, so nothing was done. Deploy that release or a later one \
+         (a rollback to the properties it recorded as applied still succeeds)",
+        step = steps::SECRET,
+        release = crate::key_material::RELEASE,
+        layout = crate::key_material::SCHEMA_VERSION
+    )]
+    NewerDocument {
+        /// The secret.
+        secret: String,
+        /// Who wrote it ([`crate::key_material::SecretDocument::writer`]).
+        writer: String,
     },
     /// Both access-key slots are taken by keys that must not be deleted.
     #[error(

@@ -323,14 +323,14 @@ impl<P: Ports> Provisioner<'_, P> {
         let secrets = self.ports.secrets();
         let tags = target.resource_tags();
         let changed = tags.iter().any(|(k, v)| info.tags.get(k) != Some(v));
-        let stale: Vec<String> = target
-            .removed_tags
-            .iter()
-            .map(String::as_str)
-            .chain([LEGACY_TAG_KEY_VERSION, LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_REGISTRATION])
-            .filter(|k| info.tags.contains_key(*k))
-            .map(str::to_owned)
-            .collect();
+        let present = |keys: &mut dyn Iterator<Item = &str>| -> Vec<String> {
+            keys.filter(|k| info.tags.contains_key(*k)).map(str::to_owned).collect()
+        };
+        // Two calls: the role allows removing the deployer's tags and the first release's
+        // bookkeeping tags by separate statements, and one request must fit one statement.
+        let removed = present(&mut target.removed_tags.iter().map(String::as_str));
+        let legacy =
+            present(&mut [LEGACY_TAG_KEY_VERSION, LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_REGISTRATION].into_iter());
         let rekey = !kms_done
             && !self
                 .same_kms_key(target.secret_kms_key_id.as_deref(), info.kms_key_id.as_deref())
@@ -344,10 +344,15 @@ impl<P: Ports> Provisioner<'_, P> {
                 }
             },
             async {
-                if stale.is_empty() {
-                    Ok(())
-                } else {
-                    secrets.untag(&info.arn, &stale).await
+                match removed.is_empty() {
+                    true => Ok(()),
+                    false => secrets.untag(&info.arn, &removed).await,
+                }
+            },
+            async {
+                match legacy.is_empty() {
+                    true => Ok(()),
+                    false => secrets.untag(&info.arn, &legacy).await,
                 }
             },
             async {

@@ -348,6 +348,12 @@ impl<P: Ports> Rotator<'_, P> {
         if current.doc.user_name != user.name {
             return Err(not_ours());
         }
+        if current.doc.is_newer() {
+            return Err(RotationError::Provision(ProvisionError::NewerDocument {
+                secret: info.arn.clone(),
+                writer: current.doc.writer(),
+            }));
+        }
         let unproven = |reason: String| RotationError::Unproven {
             secret: info.arn.clone(),
             reason,

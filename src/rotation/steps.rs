@@ -39,6 +39,7 @@ fn next_document(current: &Read, key: NewAccessKey, now: SystemTime) -> SecretDo
         settings: books.settings.clone(),
         rotated_from: Some(current.version.clone()),
         switch_unseen_since: None,
+        ..books.clone()
     };
     SecretDocument::new(key, &current.doc.user_name, bookkeeping)
 }

@@ -12,6 +12,7 @@ pub mod trails;
 mod model;
 mod provision_tests;
 mod rotation_tests;
+mod upgrade_tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 
 pub mod emulator;
 pub mod env;
+pub mod role;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
