@@ -2,11 +2,12 @@
 
 Service-managed StackSets refuse the SAM transform, and Lambda reads its code only from a bucket
 in its own region. The StackSet template is therefore template.yaml with the function written
-out as AWS::Lambda::Function, its code read from <ArtifactBucketPrefix>-<region>/<ArtifactKey>,
-and CodeVersion set to the artifact key (which names the code's digest). Everything else — the
-role's statements, the boundary, the bucket, the resource's properties, the parameters — is the
-same, which tests/python/test_templates.py checks. Resource Metadata is kept (checkov skips and
-their reasons), except SAM's build settings.
+out as AWS::Lambda::Function and its code read from <ArtifactBucketPrefix>-<region>/<ArtifactKey>.
+Everything else — the role's statements, the boundary, the bucket, the resource's properties (the
+release's CodeVersion included, so a release reaches every connector as an Update), the
+parameters — is the same, which tests/python/test_templates.py checks. Resource Metadata is kept
+(checkov skips and their reasons), except SAM's build settings; the Serverless Application
+Repository's metadata is not (the StackSet template is not published there).
 
 Usage: stackset_template.py [--check]   (--check: exit 1 if deploy/stackset.yaml is stale)
 """
@@ -76,7 +77,7 @@ def lambda_function(sam_resource):
             properties["Tags"] = [{"Key": k, "Value": v} for k, v in value.items()]
         elif key in SAME_PROPERTIES:
             properties[key] = value
-        # AutoPublishAlias: no version here; the resource's CodeVersion is the artifact key.
+        # AutoPublishAlias: no version here; the resource's CodeVersion is the release (template.yaml).
     function["Properties"] = properties
     return function
 
@@ -95,11 +96,11 @@ def derive(template):
         "AllowedPattern": "^[A-Za-z0-9/._-]+\\.zip$",
         "Description": "Key of the function's zip in that bucket; it names the code's digest.",
     }
+    t["Metadata"].pop("AWS::ServerlessRepo::Application", None)
     groups = t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
     groups.append({"Label": {"default": "Code artifact"}, "Parameters": ["ArtifactBucketPrefix", "ArtifactKey"]})
 
     t["Resources"]["ConnectorFunction"] = lambda_function(t["Resources"]["ConnectorFunction"])
-    t["Resources"]["Connector"]["Properties"]["CodeVersion"] = {"Ref": "ArtifactKey"}
     return t
 
 

@@ -22,6 +22,8 @@ echo "==> sam validate --lint"
 # scripts/lint_policies.py (parliament) or in the resource's Metadata (checkov skip with its reason).
 echo "==> parliament (role and boundary, both templates)"
 .venv/bin/python scripts/lint_policies.py
+echo "==> IAM policy simulator (role and boundary, both templates)"
+bash scripts/iam-simulate.sh
 echo "==> checkov (template.yaml, deploy/stackset.yaml)"
 bash scripts/venv-checkov.sh
 .venv-checkov/bin/checkov --framework cloudformation -f template.yaml -f deploy/stackset.yaml \

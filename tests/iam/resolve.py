@@ -1,0 +1,176 @@
+"""Turns the templates and tests/iam/cases.yaml into plain JSON for the IAM simulator's runner.
+
+The simulator (tests/iam/simulate.mjs) reads plain policy JSON and concrete requests. This script
+resolves the role's two documents and the connector user's boundary for every parameter scenario
+of both templates — with scripts/lint_policies.py's resolver, scenarios and placeholders, so the
+simulator and parliament see the same documents — and expands each case of the table into one
+request per template and scenario it applies to, its ${…} placeholders resolved as !Sub would.
+
+Writes OUT/policies.json ({template: {scenario: {role, role secrets, boundary}}}) and
+OUT/cases.json (one entry per case, each with its runs).
+
+Usage: resolve.py OUT_DIR
+"""
+
+import json
+import os
+import sys
+
+import yaml
+from cfnlint.decode import cfn_yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import lint_policies  # noqa: E402
+import stackset_template  # noqa: E402
+
+CASES = os.path.join(HERE, "cases.yaml")
+ROLE_NAME = "cloud-app-security-connector/cas-ConnectorRole-EXAMPLE"
+USER_NAME = "cloud-app-security/CloudAppSecurity"
+# What case placeholders may name besides parameters, pseudo parameters and the stack's resources.
+# Values are intrinsics, resolved per template and scenario.
+LOCALS = {
+    "Boundary": {"Fn::If": ["OwnBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "ConnectorUserBoundary"}]},
+    "RoleArn": {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{ROLE_NAME}"},
+    "UserArn": {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:user/{USER_NAME}"},
+    "SecretArn": {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
+                             ":secret:cloud-app-security/aws-${AWS::AccountId}-AbCdEf"},
+    "TrailArn": {"Fn::Sub": "arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/${TrailName}"},
+    "OtherStackId": {"Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}"
+                                ":stack/other/11111111-1111-1111-1111-111111111111"},
+    "SecretsManagerHost": {"Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"},
+}
+OURS = "ours"  # the `tags: ours` shorthand: the three ownership tags this stack sets
+
+
+def load(path):
+    with open(path) as f:
+        return stackset_template.plain(cfn_yaml.loads(f.read(), path))
+
+
+def policies(template):
+    """{scenario: {policy: resolved document}}, only where the policy exists in that scenario."""
+    out = {}
+    for scenario, policy, document in lint_policies.documents(template):
+        out.setdefault(scenario, {})[policy] = document
+    return out
+
+
+def substitute(node, template, params):
+    """Every string in a case node, its ${…} resolved as !Sub would in this scenario."""
+    if isinstance(node, dict):
+        return {substitute(k, template, params): substitute(v, template, params) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute(v, template, params) for v in node]
+    if isinstance(node, str) and "${" in node:
+        return lint_policies.resolve({"Fn::Sub": [node, LOCALS]}, template, params)
+    return node
+
+
+def ownership_tags():
+    """The tags this stack puts on everything it makes (SPEC "Identity and ownership")."""
+    return {
+        "cloud-app-security:stack-id": "${AWS::StackId}",
+        "cloud-app-security:logical-id": "Connector",
+        "cloud-app-security:physical-id": "${UserArn}",
+    }
+
+
+def tag_set(tags):
+    """A case's tag map, `ours` standing for the ownership tags (and `ours` + extra keys)."""
+    if tags == OURS:
+        return ownership_tags()
+    tags = dict(tags or {})
+    if tags.pop(OURS, False):
+        return {**ownership_tags(), **tags}
+    return tags
+
+
+def context(case):
+    """The request context IAM would send: the resource's tags (aws:ResourceTag/…), the request's
+    tags (aws:RequestTag/… and aws:TagKeys), the keys an untag names (aws:TagKeys), then the
+    case's own keys."""
+    out = {}
+    for key, value in tag_set(case.get("resource_tags")).items():
+        out[f"aws:ResourceTag/{key}"] = value
+    request_tags = tag_set(case.get("request_tags"))
+    for key, value in request_tags.items():
+        out[f"aws:RequestTag/{key}"] = value
+    if request_tags:
+        out["aws:TagKeys"] = list(request_tags)
+    if "tag_keys" in case:
+        out["aws:TagKeys"] = list(case["tag_keys"])
+    out.update(case.get("context") or {})
+    return out
+
+
+def applies(case, label, scenario, docs):
+    wanted = case.get("templates", "both")
+    if wanted != "both" and label not in wanted:
+        return False
+    if case.get("scenarios", "all") != "all" and scenario not in case["scenarios"]:
+        return False
+    return case.get("principal", "role") == "role" or "boundary" in docs
+
+
+def runs(case, templates, resolved):
+    """One concrete request per template and scenario the case applies to."""
+    for label, template in templates.items():
+        for scenario, docs in resolved[label].items():
+            if not applies(case, label, scenario, docs):
+                continue
+            params = lint_policies.SCENARIOS[scenario]
+            request = substitute({
+                "principal": "${UserArn}" if case.get("principal") == "user" else "${RoleArn}",
+                "action": case["action"],
+                "resource": case["resource"],
+                "context": context(case),
+            }, template, params)
+            if not request["resource"] or "" in request["context"].values():
+                raise SystemExit(f"case {case['name']!r}: a placeholder is empty in {label}, {scenario}")
+            yield {"template": label, "scenario": scenario, "accountId": lint_policies.ACCOUNT, **request}
+
+
+REQUIRED = {"name", "action", "resource", "expect", "why"}
+OPTIONAL = {"templates", "scenarios", "principal", "resource_tags", "request_tags", "tag_keys", "context",
+            "unsafe_keeps", "known_failure"}
+
+
+def check(case):
+    """A case names what it needs and nothing unknown (a stray comma in a flow map makes a key)."""
+    missing, unknown = REQUIRED - set(case), set(case) - REQUIRED - OPTIONAL
+    if missing or unknown or case["expect"] not in ("Allowed", "Denied"):
+        raise SystemExit(f"case {case.get('name')!r}: missing {sorted(missing)}, unknown {sorted(unknown)}; "
+                         f"expect is Allowed or Denied")
+    scenarios = case.get("scenarios", "all")
+    if scenarios != "all" and not set(scenarios) <= set(lint_policies.SCENARIOS):
+        raise SystemExit(f"case {case['name']!r}: no scenario {sorted(set(scenarios) - set(lint_policies.SCENARIOS))}")
+
+
+def main(out_dir):
+    templates = {label: load(path) for label, path in lint_policies.TEMPLATES.items()}
+    resolved = {label: policies(t) for label, t in templates.items()}
+    with open(CASES) as f:
+        table = yaml.safe_load(f)["cases"]
+    expanded = []
+    for case in table:
+        check(case)
+        case_runs = list(runs(case, templates, resolved))
+        if not case_runs:
+            raise SystemExit(f"case {case['name']!r} applies to no template and scenario")
+        expanded.append({k: case.get(k) for k in ("name", "expect", "why", "known_failure", "unsafe_keeps",
+                                                   "principal")} | {"runs": case_runs})
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "policies.json"), "w") as f:
+        json.dump(resolved, f, indent=1)
+    with open(os.path.join(out_dir, "cases.json"), "w") as f:
+        json.dump(expanded, f, indent=1)
+    print(f"resolved {sum(len(s) for s in resolved.values())} template scenarios, "
+          f"{len(expanded)} cases, {sum(len(c['runs']) for c in expanded)} requests")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
