@@ -406,7 +406,7 @@ def test_the_resource_and_function_are_wired_for_a_safe_deployment():
     # The stack's deletion runs the resource's Delete while both of the role's documents still work.
     assert set(connector["DependsOn"]) >= {"ConnectorPolicy", "ConnectorSecretsPolicy", "ConnectorLogGroup"}
     assert r["ConnectorSecretsPolicy"]["Properties"]["Roles"] == [{"Ref": "ConnectorRole"}]
-    assert r["ConnectorPolicy"]["Properties"]["RoleName"] == {"Ref": "ConnectorRole"}
+    assert r["ConnectorPolicy"]["Properties"]["Roles"] == [{"Ref": "ConnectorRole"}]
     function = r["ConnectorFunction"]
     assert function["Metadata"]["BuildMethod"] == "rust-cargolambda"
     props = function["Properties"]
