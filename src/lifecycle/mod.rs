@@ -99,7 +99,13 @@ pub async fn run<P: Ports>(
             Err(e) => Answer::failed(fallback, e.to_string()),
         },
         Request::Update(r) => {
-            let old = r.old_resource_properties.lenient();
+            // Old properties that do not validate were never applied (the Update that sent them
+            // failed before acting): nothing was made for them, and nothing invalid is sent to
+            // AWS to be moved from or deleted. The rollback converges to its own properties.
+            let old = match r.old_resource_properties.strict() {
+                Ok(old) => old,
+                Err(_) => r.resource_properties.lenient(),
+            };
             lifecycle
                 .update(&r.physical_resource_id, &r.resource_properties, old)
                 .await

@@ -18,9 +18,15 @@ const USER_ARN_OVERHEAD: usize = "arn:aws-us-gov:iam::123456789012:user".len();
 
 /// `CloudAppSecurity-<ConnectorName>`, cut to IAM's 64 characters.
 pub fn default_user_name(connector_name: &str) -> String {
-    let mut name = format!("CloudAppSecurity-{connector_name}");
-    name.truncate(64);
-    name
+    let name = format!("CloudAppSecurity-{connector_name}");
+    // Cut on a character boundary: a ConnectorName that failed validation is still read
+    // leniently (a Delete finds what it names), and it may hold multi-byte characters.
+    name.chars()
+        .scan(0, |bytes, c| {
+            *bytes += c.len_utf8();
+            (*bytes <= 64).then_some(c)
+        })
+        .collect()
 }
 
 /// Valid both as part of an IAM user name and of a secret name.

@@ -34,6 +34,20 @@ fn default_user_name_is_cut_to_64_characters() {
 }
 
 #[test]
+fn a_name_that_failed_validation_is_cut_on_a_character_boundary() {
+    // 17 + 46 ASCII bytes, then "é" (2 bytes) would straddle byte 64.
+    let raw = json!({"ConnectorName": format!("{}éé", "c".repeat(46))});
+    let parsed = crate::properties::Parsed::from_map(raw.as_object().unwrap());
+    assert!(parsed.strict().is_err(), "not a valid ConnectorName");
+    let r = parsed.lenient().resolve("123456789012");
+    assert_eq!(
+        r.user_name,
+        format!("CloudAppSecurity-{}", "c".repeat(46)),
+        "63 bytes: the \"é\" would end at 65"
+    );
+}
+
+#[test]
 fn empty_strings_mean_absent() {
     let p = parse(json!({"UserName": "", "SecretKmsKeyId": "", "Connections": "", "TrailBucket": " ", "Tags": ""}));
     let p = p.unwrap();

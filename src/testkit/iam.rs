@@ -93,6 +93,20 @@ fn no_such(op: &'static str, name: &str) -> CallError {
     )
 }
 
+/// IAM refuses a malformed user name before anything else (`ValidationError`), as AWS does.
+fn valid(op: &'static str, name: &str) -> Result<(), CallError> {
+    let ok = (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    match ok {
+        true => Ok(()),
+        false => Err(CallError::new(
+            op,
+            ErrorKind::Other,
+            Some("ValidationError"),
+            format!("The specified value for userName is invalid: {name:?}"),
+        )),
+    }
+}
+
 impl FakeIam {
     pub fn new(faults: Arc<Faults>, clock: ManualClock) -> FakeIam {
         FakeIam {
@@ -142,6 +156,7 @@ impl FakeIam {
 impl Users for FakeIam {
     async fn get_user(&self, name: &str) -> Result<Option<User>, CallError> {
         self.faults.call("iam:GetUser").await?;
+        valid("iam:GetUser", name)?;
         Ok(lock(&self.users).get(name).map(|u| User {
             name: name.to_owned(),
             path: u.path.clone(),

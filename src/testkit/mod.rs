@@ -9,6 +9,7 @@ pub mod outside;
 pub mod secrets;
 pub mod trails;
 
+mod bad_input_tests;
 mod model;
 mod provision_tests;
 mod rotation_tests;

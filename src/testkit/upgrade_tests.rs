@@ -10,13 +10,13 @@ use crate::key_material::{SecretDocument, SCHEMA_VERSION};
 use crate::ports::CURRENT;
 use crate::rotation::RotationError;
 
-const PHYSICAL: &str = "arn:aws:iam::123456789012:user/cloud-app-security/CloudAppSecurity-test";
+pub(super) const PHYSICAL: &str = "arn:aws:iam::123456789012:user/cloud-app-security/CloudAppSecurity-test";
 
-fn base() -> Value {
+pub(super) fn base() -> Value {
     json!({"ServiceToken": super::FUNCTION, "ConnectorName": "test", "TrailMode": "Off", "CodeVersion": "0.3.0"})
 }
 
-fn with(extra: Value) -> Value {
+pub(super) fn with(extra: Value) -> Value {
     let mut props = base();
     props
         .as_object_mut()
@@ -25,13 +25,13 @@ fn with(extra: Value) -> Value {
     props
 }
 
-async fn created(w: &World) -> Answer {
+pub(super) async fn created(w: &World) -> Answer {
     let answer = w.handle(event(STACK, "Create", "r-create", None, &base(), None)).await;
     assert_eq!(answer.status, Status::Success, "{}", answer.reason);
     answer
 }
 
-async fn update(w: &World, id: &str, old: &Value, new: &Value) -> Answer {
+pub(super) async fn update(w: &World, id: &str, old: &Value, new: &Value) -> Answer {
     w.handle(event(STACK, "Update", id, Some(PHYSICAL), new, Some(old)))
         .await
 }
