@@ -17,17 +17,14 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init();
-    let services = match Settings::from_env() {
-        Ok(settings) => Services::new(&aws::load_config().await).map(|services| (settings, services)),
+    let (settings, read) = Settings::from_env();
+    let services = match read {
+        Ok(()) => Services::new(&aws::load_config().await),
         Err(e) => Err(e),
     };
-    let (settings, services) = match services {
-        Ok((settings, services)) => (settings, Ok(services)),
-        Err(e) => {
-            tracing::error!(error = %e, "start-up failed; every request will be answered FAILED");
-            (Settings::default(), Err(e))
-        }
-    };
+    if let Err(e) = &services {
+        tracing::error!(error = %e, "start-up failed; every request will be answered FAILED");
+    }
     let handler = Handler {
         delivery: Delivery::new()?,
         settings,

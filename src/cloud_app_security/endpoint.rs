@@ -70,11 +70,6 @@ impl AllowedHosts {
         Ok(AllowedHosts(hosts))
     }
 
-    /// The list from [`ALLOWED_HOSTS_ENV`]; empty when unset.
-    pub fn from_env() -> Result<AllowedHosts, EndpointError> {
-        AllowedHosts::parse(&std::env::var(ALLOWED_HOSTS_ENV).unwrap_or_default())
-    }
-
     fn allows(&self, host: &str) -> bool {
         self.0.iter().any(|entry| match entry.strip_prefix('.') {
             Some(_) => host.ends_with(entry.as_str()),

@@ -9,7 +9,7 @@ use crate::aws::kms::KmsAdapter;
 use crate::aws::probe::KeyProbeAdapter;
 use crate::aws::secrets_manager::SecretsManagerAdapter;
 use crate::cloud_app_security::client::Client;
-use crate::cloud_app_security::endpoint::{AllowedHosts, EndpointError};
+use crate::cloud_app_security::endpoint::{AllowedHosts, EndpointError, ALLOWED_HOSTS_ENV};
 use crate::http::ClientError;
 use crate::ports::{Ports, SystemClock};
 
@@ -44,14 +44,26 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads the environment.
-    pub fn from_env() -> Result<Settings, StartupError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        Ok(Settings {
-            allowed_hosts: AllowedHosts::from_env()?,
+    /// Reads the environment: every setting it could read, and what it could not. A failed
+    /// start-up still knows the stack it serves and the partition's URL suffix, so that it
+    /// answers each request `FAILED` where CloudFormation waits, instead of leaving it waiting.
+    pub fn from_env() -> (Settings, Result<(), StartupError>) {
+        Settings::read(|name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::from_env`] over any source of variables.
+    pub fn read(var: impl Fn(&str) -> Option<String>) -> (Settings, Result<(), StartupError>) {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let (allowed_hosts, problem) = match AllowedHosts::parse(&var(ALLOWED_HOSTS_ENV).unwrap_or_default()) {
+            Ok(hosts) => (hosts, Ok(())),
+            Err(e) => (AllowedHosts::default(), Err(StartupError::from(e))),
+        };
+        let settings = Settings {
+            allowed_hosts,
             stack_id: var(STACK_ID_ENV),
             url_suffix: var(URL_SUFFIX_ENV).unwrap_or_else(|| "amazonaws.com".to_owned()),
-        })
+        };
+        (settings, problem)
     }
 }
 
@@ -116,5 +128,33 @@ impl Ports for Services {
     }
     fn clock(&self) -> &SystemClock {
         &SystemClock
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_up_that_fails_keeps_the_stack_and_the_url_suffix_it_could_read() {
+        let env = |name: &str| match name {
+            ALLOWED_HOSTS_ENV => Some("relay.example.com,not a host".to_owned()),
+            STACK_ID_ENV => Some("arn:aws-cn:cloudformation:cn-north-1:123456789012:stack/s/1".to_owned()),
+            URL_SUFFIX_ENV => Some("amazonaws.com.cn".to_owned()),
+            _ => None,
+        };
+        let (settings, read) = Settings::read(env);
+        assert!(read.is_err_and(|e| e.to_string().contains("not a host")));
+        assert_eq!(settings.url_suffix, "amazonaws.com.cn");
+        assert_eq!(
+            settings.stack_id.as_deref(),
+            Some("arn:aws-cn:cloudformation:cn-north-1:123456789012:stack/s/1")
+        );
+        let (defaults, read) = Settings::read(|_| None);
+        assert!(read.is_ok());
+        assert_eq!(
+            (defaults.url_suffix.as_str(), defaults.stack_id),
+            ("amazonaws.com", None)
+        );
     }
 }
