@@ -64,6 +64,9 @@ pub async fn run<P: Ports>(
     envelope: &Envelope,
     request: Request,
 ) -> Answer {
+    if let Some(answer) = validate_only(envelope, &request, invocation.allowed) {
+        return answer;
+    }
     let fallback = failure_physical_id(envelope, crate::cfn::properties_of(&request));
     let stack = match StackArn::parse(&envelope.stack_id) {
         Ok(stack) => stack,
@@ -117,6 +120,48 @@ pub async fn run<P: Ports>(
         }
         _ => Answer::failed(fallback, format!("unsupported RequestType {:?}", envelope.request_type)),
     }
+}
+
+/// The physical id of a `ValidateOnly` resource: never a user's ARN, so its Delete removes
+/// nothing.
+fn validation_id(envelope: &Envelope) -> String {
+    format!("cloud-app-security-validation/{}", envelope.logical_resource_id)
+}
+
+/// A `ValidateOnly` resource (the template's check that runs before anything that outlives a
+/// rollback, such as the trail bucket, is made): Create and Update answer whether the
+/// properties would be accepted, with every problem in one `Reason`; Delete removes nothing.
+/// `None` for the connector itself.
+fn validate_only(envelope: &Envelope, request: &Request, allowed: &AllowedHosts) -> Option<Answer> {
+    let (parsed, kind) = match request {
+        Request::Create(r) => (&r.resource_properties, "create"),
+        Request::Update(r) => (&r.resource_properties, "update"),
+        Request::Delete(r) => (&r.resource_properties, "delete"),
+        _ => return None,
+    };
+    let validation = parsed.lenient().validate_only
+        || envelope.physical_resource_id.as_deref() == Some(validation_id(envelope).as_str());
+    if !validation {
+        return None;
+    }
+    let id = validation_id(envelope);
+    if kind == "delete" {
+        return Some(Answer::success(id, "nothing to delete", BTreeMap::new()));
+    }
+    let checked = parsed.strict().map_err(|e| e.to_string()).and_then(|props| {
+        let stack = StackArn::parse(&envelope.stack_id).map_err(|e| e.to_string())?;
+        let owner = Owner {
+            stack_id: envelope.stack_id.clone(),
+            logical_id: envelope.logical_resource_id.clone(),
+        };
+        Target::new(owner, stack, props, None, allowed)
+            .map(drop)
+            .map_err(|e| format!("CloudAppSecurityUrl: {e}"))
+    });
+    Some(match checked {
+        Ok(()) => Answer::success(id, "the properties are valid", BTreeMap::new()),
+        Err(reason) => Answer::failed(id, reason),
+    })
 }
 
 struct Lifecycle<'a, P> {

@@ -104,6 +104,9 @@ pub struct Properties {
     pub rotation_grace_days: u32,
     /// `VerifyKey`.
     pub verify_key: bool,
+    /// `ValidateOnly`: the resource only checks the properties (the template's step that runs
+    /// before anything that outlives a rollback is made) and makes nothing.
+    pub validate_only: bool,
     /// `CloudAppSecurityUrl`; `None` for portal mode.
     pub cloud_app_security_url: Option<String>,
     /// `CloudAppSecurityCredentials`.
@@ -133,6 +136,7 @@ impl Default for Properties {
             rotation_days: 0,
             rotation_grace_days: DEFAULT_GRACE_DAYS,
             verify_key: true,
+            validate_only: false,
             cloud_app_security_url: None,
             cloud_app_security_credentials: None,
             tags: BTreeMap::new(),

@@ -107,6 +107,9 @@ const FIELDS: &[(&str, Field)] = &[
     }),
     ("Tags", |p, out| out.tags = p.tags()),
     ("CodeVersion", |p, out| out.code_version = p.string()),
+    ("ValidateOnly", |p, out| {
+        out.validate_only = p.choice(&[("false", false), ("true", true)]);
+    }),
 ];
 
 /// Reads `raw` into the lenient properties and the list of every problem.

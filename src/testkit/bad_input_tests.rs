@@ -21,3 +21,47 @@ async fn the_rollback_of_an_update_with_an_invalid_name_succeeds_and_deletes_not
     assert_eq!(rollback.physical_id, PHYSICAL);
     assert_eq!(w.key_ids(USER), keys, "the user and its key are untouched");
 }
+
+#[tokio::test]
+async fn a_validate_only_resource_checks_every_property_and_makes_nothing() {
+    let w = World::new();
+    let check = |props| super::event(super::STACK, "Create", "r-check", None, props, None);
+    let bad = with(json!({"ValidateOnly": "true", "RotationDays": "10", "SecretRecoveryWindowDays": "3"}));
+    let refused = w.handle(check(&bad)).await;
+    assert_eq!(refused.status, Status::Failed);
+    assert!(
+        refused.reason.contains("RotationDays") && refused.reason.contains("SecretRecoveryWindowDays"),
+        "{}",
+        refused.reason
+    );
+    assert_eq!(refused.physical_id, "cloud-app-security-validation/Connector");
+    let good = with(json!({"ValidateOnly": "true"}));
+    let accepted = w.handle(check(&good)).await;
+    assert_eq!(accepted.status, Status::Success, "{}", accepted.reason);
+    assert!(
+        w.iam.user(USER).is_none() && w.secrets.secret(super::SECRET).is_none(),
+        "nothing made"
+    );
+    let delete = super::event(
+        super::STACK,
+        "Delete",
+        "r-del",
+        Some(&accepted.physical_id),
+        &good,
+        None,
+    );
+    assert_eq!(w.handle(delete).await.status, Status::Success);
+    // A Delete of the validation id with the connector's properties still removes nothing.
+    created(&w).await;
+    let keys = w.key_ids(USER);
+    let delete = super::event(
+        super::STACK,
+        "Delete",
+        "r-del2",
+        Some(&accepted.physical_id),
+        &base(),
+        None,
+    );
+    assert_eq!(w.handle(delete).await.status, Status::Success);
+    assert_eq!(w.key_ids(USER), keys);
+}
