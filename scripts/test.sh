@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0
 # Tests pass their own endpoint and credentials; nothing here may reach a real account.
 unset AWS_PROFILE AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
+# The model-based test (src/testkit/model.rs) hunts for a breaking sequence: 300 by default for a
+# quick `cargo test`, at least 20,000 here (about a minute and a half in the test profile).
+export MODEL_CASES="${MODEL_CASES:-20000}"
 
 bash scripts/venv.sh
 
@@ -35,3 +38,7 @@ cargo test --all-targets --locked
 # What sam build ships (cargo-lambda's release build, x86_64 here), under the end-to-end tests.
 echo "==> sam build, and the end-to-end tests on its artifact"
 bash scripts/test-artifact.sh
+# The same artifact under `sam local invoke` for real (podman's Docker API, moto, a stand-in for
+# CloudFormation's response URL): Create, Update, the key check, Delete. Fails when it cannot run.
+echo "==> sam local invoke (podman), on the sam build artifact"
+bash scripts/local-invoke.sh target/sam-artifact/build/ConnectorFunction/bootstrap

@@ -114,6 +114,14 @@ impl<P: Ports> Provisioner<'_, P> {
                 writer: newer.doc.writer(),
             });
         }
+        // A SecretName move whose old secret could not be read any more: a duplicate delivery
+        // moved the key and scheduled the old secret's deletion meanwhile. Its key is stored in
+        // the new secret — adopt it; issuing another would make room by deleting it.
+        if let Some(old) = old.filter(|o| !candidates.iter().any(|c| c.arn == o.arn)) {
+            if self.moved_meanwhile(old).await? {
+                return self.adopt(target, listed).await;
+            }
+        }
         for candidate in candidates.iter().filter(|c| fits(target, c, legacy)) {
             if self
                 .confirm_key(&target.user.name, &candidate.doc.access_key_id, &listed)
@@ -129,6 +137,17 @@ impl<P: Ports> Provisioner<'_, P> {
             Err(ProvisionError::KeySlotsTaken { user }) => self.await_twin(target, kept, user).await,
             other => other,
         }
+    }
+
+    /// Whether the secret a move reads from is gone or scheduled for deletion since discovery.
+    async fn moved_meanwhile(&self, old: &SecretInfo) -> Result<bool, ProvisionError> {
+        let now = self
+            .ports
+            .secrets()
+            .describe(&old.arn)
+            .await
+            .in_step(steps::ACCESS_KEY)?;
+        Ok(now.is_none_or(|info| info.pending_deletion))
     }
 
     /// Both key slots were taken while this request issued its key: a duplicate delivery of the

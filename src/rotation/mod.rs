@@ -288,7 +288,7 @@ impl<P: Ports> Rotator<'_, P> {
         if stages.iter().any(|s| s == CURRENT) {
             // Done before (a retried step): only what follows the promotion may be left.
             return match request.step {
-                Step::Finish => self.after_promotion(&info, token).await,
+                Step::Finish => self.after_promotion(&info, token, false).await,
                 _ => Ok(()),
             };
         }

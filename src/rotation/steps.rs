@@ -93,14 +93,15 @@ impl<P: Ports> Rotator<'_, P> {
         let Some(pending) = self.new_key(info, current, token).await? else {
             return Ok(());
         };
-        self.register_new(info, &pending).await
+        self.register_new(info, &pending).await.map(drop)
     }
 
-    /// Sends the pending document's registration with its (new) key.
-    async fn register_new(&self, info: &SecretInfo, pending: &Read) -> Result<(), RotationError> {
+    /// Sends the pending document's registration with its (new) key; `true` when Cloud App
+    /// Security accepted it (`false`: portal mode, nothing to send).
+    async fn register_new(&self, info: &SecretInfo, pending: &Read) -> Result<bool, RotationError> {
         let Some(record) = pending.doc.bookkeeping.registration.as_ref() else {
             tracing::info!(key = %pending.doc.access_key_id, "portal mode: nothing to send; the new key waits to be pasted");
-            return Ok(());
+            return Ok(false);
         };
         if !record.is_complete() {
             return Err(RotationError::IncompleteRegistration(info.arn.clone()));
@@ -108,7 +109,7 @@ impl<P: Ports> Rotator<'_, P> {
         self.provisioner.progress.set(step_names::CALLBACK);
         let id = self.provisioner.resend(record, &pending.doc).await?;
         tracing::info!(connector = %id, key = %pending.doc.access_key_id, "Cloud App Security accepted the new key");
-        Ok(())
+        Ok(true)
     }
 
     /// `testSecret`: the new key authenticates and can make the connector's reads, retried while
@@ -150,7 +151,7 @@ impl<P: Ports> Rotator<'_, P> {
         }
         // Whatever order the steps came in, Cloud App Security has the new key before the old
         // one can go (an idempotent upsert; portal mode: nothing).
-        self.register_new(info, &pending).await?;
+        let accepted = self.register_new(info, &pending).await?;
         self.provisioner.progress.set(step_names::SECRET);
         let secrets = self.provisioner.ports.secrets();
         match secrets.move_stage(&info.arn, CURRENT, Some(token), Some(&from)).await {
@@ -158,13 +159,19 @@ impl<P: Ports> Rotator<'_, P> {
             other => other.in_step(step_names::SECRET)?,
         }
         tracing::info!(key = %pending.doc.access_key_id, "the new key is current");
-        self.after_promotion(info, token).await
+        self.after_promotion(info, token, accepted).await
     }
 
     /// After the promotion: with the call back the previous key goes (Cloud App Security
-    /// accepted the new one in `setSecret`); in portal mode it stays, and the description
-    /// names the key to paste.
-    pub(super) async fn after_promotion(&self, info: &SecretInfo, token: &str) -> Result<(), RotationError> {
+    /// accepted the new one — in this `finishSecret` when `accepted`, even if the document's
+    /// record was in doubt when the rotation began); in portal mode it stays, and the
+    /// description names the key to paste.
+    pub(super) async fn after_promotion(
+        &self,
+        info: &SecretInfo,
+        token: &str,
+        accepted: bool,
+    ) -> Result<(), RotationError> {
         let Some(promoted) = self.read_at(info, Version::Id(token)).await? else {
             return Ok(());
         };
@@ -172,7 +179,7 @@ impl<P: Ports> Rotator<'_, P> {
         let books = &doc.bookkeeping;
         // Only what a rotation promoted, with a registration not in doubt, retires its
         // predecessor here; a key awaiting a paste stays.
-        let registered = books.registration.as_ref().is_some_and(|r| !r.fingerprint.is_empty());
+        let registered = accepted || books.registration.as_ref().is_some_and(|r| !r.fingerprint.is_empty());
         let awaiting = books.awaiting_paste.as_ref().map(|a| a.access_key_id.as_str());
         let obsolete = books.previous.as_ref().filter(|p| {
             p.access_key_id != doc.access_key_id

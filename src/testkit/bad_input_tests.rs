@@ -65,3 +65,58 @@ async fn a_validate_only_resource_checks_every_property_and_makes_nothing() {
     assert_eq!(w.handle(delete).await.status, Status::Success);
     assert_eq!(w.key_ids(USER), keys);
 }
+
+/// The state the first sequence of `model::FOUND` reached: the call back's record in the secret
+/// left "in doubt" (written before the call, never completed) by a duplicate that failed after
+/// its twin registered. A rotation then must still end with only the stored key active, or
+/// the old one recorded as awaiting a paste.
+#[tokio::test(start_paused = true)]
+async fn a_rotation_over_a_registration_in_doubt_retires_the_old_key() {
+    let w = World::new();
+    let credentials = super::provision_tests::plant_credentials(&w);
+    let props = with(
+        json!({"RotationDays": "30", "CloudAppSecurityUrl": "http://127.0.0.1:9",
+        "CloudAppSecurityCredentials": credentials}),
+    );
+    let answer = w
+        .handle(super::event(super::STACK, "Create", "r1", None, &props, None))
+        .await;
+    assert_eq!(answer.status, Status::Success, "{}", answer.reason);
+    let mut secret = w.secrets.secret(super::SECRET).unwrap();
+    let current = secret
+        .versions
+        .iter_mut()
+        .find(|(_, _, s)| s.iter().any(|l| l == crate::ports::CURRENT))
+        .unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&current.1).unwrap();
+    doc["Bookkeeping"]["registration"]["id"] = json!("");
+    doc["Bookkeeping"]["registration"]["fingerprint"] = json!("");
+    current.1 = doc.to_string();
+    w.secrets.plant(super::SECRET, secret);
+    let rotated = w.rotate("tok-doubt").await;
+    let stored = w.stored(super::SECRET).unwrap();
+    let awaiting = stored
+        .bookkeeping
+        .awaiting_paste
+        .as_ref()
+        .map(|a| a.access_key_id.clone());
+    let active: Vec<String> = w
+        .iam
+        .user(USER)
+        .unwrap()
+        .keys
+        .into_iter()
+        .filter(|k| k.active)
+        .map(|k| k.access_key_id)
+        .collect();
+    let allowed = [Some(stored.access_key_id.clone()), awaiting]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    assert!(
+        active.iter().all(|k| allowed.contains(k)),
+        "rotation {rotated:?}: active {active:?}, stored {}, awaiting {:?}",
+        stored.access_key_id,
+        stored.bookkeeping.awaiting_paste
+    );
+}

@@ -760,6 +760,35 @@ proptest! {
     }
 }
 
+/// Sequences the model found, kept as they were printed (`MODEL_CASE`), each with what it broke.
+const FOUND: &[(&str, &str)] = &[
+    (
+        "issue 17: a call-back Update delivered twice at once with a fault, then a rotation, left two \
+         active keys, one stored and none awaiting a paste",
+        r#"[{"op":{"Update":{"change":"KeyVersion","then_rollback":false}},"delivery":"Once","fault":null,"second_wins":false,"seed":4584374845064052048},{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Check":{"days":0,"switched":false}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"Callback","then_rollback":false}},"delivery":"AtOnce","fault":[27,false],"second_wins":false,"seed":0},{"op":{"Rotate":{"interrupt":null}},"delivery":"Once","fault":null,"second_wins":false,"seed":0}]"#,
+    ),
+    (
+        "a SecretName move delivered twice at once: the twin that read the old secret after the other \
+         scheduled its deletion made room for a key by deleting the moved one (no active key left)",
+        r#"[{"op":{"Rotate":{"interrupt":null}},"delivery":"Once","fault":null,"second_wins":false,"seed":17124923733586542425},{"op":"Create","delivery":"Again","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"KeyVersion","then_rollback":true}},"delivery":"AtOnce","fault":null,"second_wins":false,"seed":0},{"op":{"Check":{"days":1,"switched":true}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"SecretName","then_rollback":false}},"delivery":"AtOnce","fault":null,"second_wins":false,"seed":0}]"#,
+    ),
+];
+
+#[test]
+fn the_sequences_found_so_far_hold() {
+    for (what, case) in FOUND {
+        let steps: Vec<Step> = serde_json::from_str(case).expect("a printed MODEL_CASE");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        if let Err(e) = runtime.block_on(run(steps, false)) {
+            panic!("{what}: {e}");
+        }
+    }
+}
+
 /// Replays the case in `MODEL_CASE` (the JSON a failure prints) with a trace of every call:
 /// `MODEL_CASE='[...]' cargo test --lib replay -- --nocapture`.
 #[test]
