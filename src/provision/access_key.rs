@@ -37,7 +37,8 @@ pub(crate) fn stale(
     listed
         .iter()
         .filter(|k| !protected.contains(&k.access_key_id.as_str()))
-        .filter(|k| k.created + IN_FLIGHT < now || stored_created.is_some_and(|s| k.created < s))
+        // An inactive key is no invocation's key in flight (a new key is active).
+        .filter(|k| !k.active || k.created + IN_FLIGHT < now || stored_created.is_some_and(|s| k.created < s))
         .map(|k| k.access_key_id.clone())
         .collect()
 }
@@ -51,8 +52,13 @@ impl<P: Ports> Provisioner<'_, P> {
         key_id: &str,
         listed: &[AccessKeyInfo],
     ) -> Result<bool, ProvisionError> {
-        if listed.iter().any(|k| k.access_key_id == key_id && k.active) {
-            return Ok(true);
+        match listed.iter().find(|k| k.access_key_id == key_id) {
+            Some(k) if k.active => return Ok(true),
+            // Deactivated by a person (incident response): never reactivated; a new key is issued.
+            Some(_) => return Ok(false),
+            // Not listed yet (ListAccessKeys is eventually consistent: a duplicate delivery may have
+            // just issued it): UpdateAccessKey tells whether it exists.
+            None => {}
         }
         match self.ports.iam().set_access_key_active(user, key_id, true).await {
             Ok(()) => Ok(true),

@@ -122,7 +122,17 @@ impl<P: Ports> Provisioner<'_, P> {
                 return self.adopt(target, listed).await;
             }
         }
-        for candidate in candidates.iter().filter(|c| fits(target, c, legacy)) {
+        // A stored key a person deactivated (a leak): none of the documents is kept — an older
+        // one would bring back a key the stored one replaced — and a new key is issued.
+        let revoked = current
+            .as_ref()
+            .is_some_and(|c| is_inactive(&listed, &c.doc.access_key_id));
+        if revoked {
+            tracing::warn!(
+                "the stored key was deactivated by a person: a new key is issued, the old one is never reactivated"
+            );
+        }
+        for candidate in candidates.iter().filter(|c| !revoked && fits(target, c, legacy)) {
             if self
                 .confirm_key(&target.user.name, &candidate.doc.access_key_id, &listed)
                 .await?
@@ -278,6 +288,21 @@ impl<P: Ports> Provisioner<'_, P> {
             return Ok((None, None));
         };
         let previous = Some(current.doc.access_key_id.clone()).filter(|id| id != next && alive(id));
+        // A previous key a person deactivated is no working key: it neither waits for a paste
+        // nor blocks one; it is recorded as deactivated, and the key check deletes it a week on.
+        if let Some(revoked) = previous.clone().filter(|id| is_inactive(listed, id)) {
+            let waiting = current.doc.bookkeeping.awaiting_paste.clone();
+            let waiting = waiting.filter(|a| a.access_key_id != next && alive(&a.access_key_id));
+            let now = epoch(self.now());
+            return Ok((
+                waiting.or(Some(AwaitingPaste {
+                    access_key_id: revoked,
+                    since: now,
+                    deactivated_at: Some(now),
+                })),
+                None,
+            ));
+        }
         let waiting = current
             .doc
             .bookkeeping
@@ -313,8 +338,10 @@ impl<P: Ports> Provisioner<'_, P> {
         // Checked before a key is issued: a rotation that must wait makes nothing.
         let (awaiting, _) = self.succession(target, current.as_ref(), "", &listed)?;
         let stored = current.as_ref().filter(|c| c.doc.user_name == target.user.name);
+        // A deactivated stored key protects nothing: it gives up its slot first.
         let protected: Vec<&str> = stored
             .map(|c| c.doc.access_key_id.as_str())
+            .filter(|id| !is_inactive(&listed, id))
             .into_iter()
             .chain(awaiting.as_ref().map(|a| a.access_key_id.as_str()))
             .collect();
@@ -436,6 +463,11 @@ impl<P: Ports> Provisioner<'_, P> {
 }
 
 /// Seconds since the epoch.
+/// Whether `listed` shows the key `id` as inactive.
+fn is_inactive(listed: &[AccessKeyInfo], id: &str) -> bool {
+    listed.iter().any(|k| k.access_key_id == id && !k.active)
+}
+
 pub(crate) fn epoch(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())

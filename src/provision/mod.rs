@@ -266,6 +266,22 @@ pub enum ProvisionError {
         /// The groups.
         groups: Vec<String>,
     },
+    /// `Delete` stripped the user but left the quarantine policies an incident responder (or
+    /// AWS, after a leaked key) attached: this function never removes a Deny.
+    #[error(
+        "{step}: IAM user {user} is quarantined ({policies}): this function never detaches a quarantine policy or \
+         a Deny, which would widen the user. Its keys and the connector's policies are gone. Once the incident is \
+         closed, remove them yourself (aws iam detach-user-policy / delete-user-policy --user-name {user}), then \
+         retry the delete",
+        step = steps::DELETE_USER,
+        policies = policies.join(", ")
+    )]
+    Quarantined {
+        /// The user.
+        user: String,
+        /// The policies left in place.
+        policies: Vec<String>,
+    },
     /// An AWS call failed.
     #[error("{step}: {source}")]
     Call {

@@ -130,7 +130,8 @@ impl<P: Ports> Provisioner<'_, P> {
         self.ports.iam().delete_user(name).await.in_step(steps::DELETE_USER)
     }
 
-    /// Removes the user's attachments of one depth; fails naming the groups it cannot leave.
+    /// Removes the user's attachments of one depth; fails naming the groups it cannot leave and
+    /// the quarantine policies it never removes.
     async fn strip(&self, name: &str, depth: Depth) -> Result<(), ProvisionError> {
         let iam = self.ports.iam();
         let attachments = iam.list_attachments(name, depth).await.in_step(steps::DELETE_USER)?;
@@ -141,13 +142,21 @@ impl<P: Ports> Provisioner<'_, P> {
                 _ => None,
             })
             .collect();
+        let quarantine = self.quarantine(name, &attachments).await?;
         let removals = attachments
             .iter()
-            .filter(|a| !matches!(a, Attachment::Group(_)))
+            .filter(|a| !matches!(a, Attachment::Group(_)) && !quarantine.contains(a))
             .map(|a| iam.remove_attachment(name, a));
         futures::future::try_join_all(removals)
             .await
             .in_step(steps::DELETE_USER)?;
+        if !quarantine.is_empty() {
+            let policies = quarantine.iter().map(attachment_name).collect();
+            return Err(ProvisionError::Quarantined {
+                user: name.to_owned(),
+                policies,
+            });
+        }
         match groups.is_empty() {
             true => Ok(()),
             false => Err(ProvisionError::InGroups {
@@ -155,6 +164,32 @@ impl<P: Ports> Provisioner<'_, P> {
                 groups,
             }),
         }
+    }
+
+    /// The attachments that quarantine the user — AWS's `AWSCompromisedKeyQuarantine*` managed
+    /// policies, and any inline policy but ours that denies something. Detaching only narrows,
+    /// except these: removing a Deny widens the user, and undoes an incident responder's work.
+    pub(super) async fn quarantine(
+        &self,
+        name: &str,
+        attachments: &[Attachment],
+    ) -> Result<Vec<Attachment>, ProvisionError> {
+        let iam = self.ports.iam();
+        let mut held = Vec::new();
+        for attachment in attachments {
+            let hold = match attachment {
+                Attachment::ManagedPolicy(arn) => is_quarantine_policy(arn),
+                Attachment::InlinePolicy(policy) if policy != INLINE_POLICY_NAME => {
+                    let document = iam.get_inline_policy(name, policy).await.in_step(steps::DELETE_USER)?;
+                    document.is_some_and(|d| denies(&d))
+                }
+                _ => false,
+            };
+            if hold {
+                held.push(attachment.clone());
+            }
+        }
+        Ok(held)
     }
 }
 
@@ -172,5 +207,57 @@ impl<P: Ports> Provisioner<'_, P> {
         self.delete_secret_if_ours(&target.owner, name, &served, RecoveryWindow::Immediate, (false, true))
             .await?;
         Ok(())
+    }
+}
+
+/// An AWS managed quarantine policy (`AWSCompromisedKeyQuarantine`, `…V2`, `…V3`, …).
+pub(crate) fn is_quarantine_policy(arn: &str) -> bool {
+    arn.rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with("AWSCompromisedKeyQuarantine"))
+}
+
+/// Whether a policy document holds a `Deny` statement.
+pub(crate) fn denies(document: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(document) else {
+        // Unreadable: treated as a Deny, so that nothing that might quarantine is removed.
+        return true;
+    };
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    statements.iter().any(|s| s["Effect"] == "Deny")
+}
+
+fn attachment_name(attachment: &Attachment) -> String {
+    match attachment {
+        Attachment::ManagedPolicy(arn) => arn.clone(),
+        Attachment::InlinePolicy(name) => format!("inline policy {name}"),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarantine_policies_are_recognised_by_name_and_by_a_deny() {
+        assert!(is_quarantine_policy(
+            "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"
+        ));
+        assert!(is_quarantine_policy(
+            "arn:aws-cn:iam::aws:policy/AWSCompromisedKeyQuarantine"
+        ));
+        assert!(!is_quarantine_policy("arn:aws:iam::aws:policy/SecurityAudit"));
+        assert!(denies(
+            r#"{"Statement": {"Effect": "Deny", "Action": "*", "Resource": "*"}}"#
+        ));
+        assert!(denies(r#"{"Statement": [{"Effect": "Allow"}, {"Effect": "Deny"}]}"#));
+        assert!(!denies(
+            r#"{"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}"#
+        ));
+        assert!(denies("not json"));
     }
 }

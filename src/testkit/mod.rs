@@ -10,6 +10,7 @@ pub mod secrets;
 pub mod trails;
 
 mod bad_input_tests;
+mod incident_tests;
 mod model;
 mod provision_tests;
 mod rotation_tests;

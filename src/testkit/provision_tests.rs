@@ -190,14 +190,16 @@ async fn drift_is_repaired() {
         u.tags.remove(TAG_PHYSICAL_ID);
     });
     let again = w.converge(&t).await.unwrap();
-    assert_eq!(
+    assert_ne!(
         again.access_key_id, done.access_key_id,
-        "a deactivated key is reactivated, not replaced"
+        "a deactivated key is replaced, never reactivated (a person deactivated it: a leak)"
     );
     let user = w.iam.user(USER).unwrap();
     assert!(user.inline.contains_key("CloudAppSecurityAuditing"));
     assert_eq!(user.attached.len(), 2);
-    assert!(user.keys[0].active);
+    let states: Vec<(String, bool)> = user.keys.iter().map(|k| (k.access_key_id.clone(), k.active)).collect();
+    assert!(states.contains(&(done.access_key_id.clone(), false)), "{states:?}");
+    assert!(states.contains(&(again.access_key_id.clone(), true)), "{states:?}");
     assert!(user.tags.contains_key(TAG_PHYSICAL_ID));
 }
 

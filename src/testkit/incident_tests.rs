@@ -1,0 +1,128 @@
+//! Incident response (SPEC "Identity and ownership"), on the fakes: a stored key a person
+//! deactivated is never reactivated — a new key is issued, the deactivated one gives up its
+//! slot first — and a quarantine policy is never detached, by Update or by Delete.
+
+use serde_json::json;
+
+use super::upgrade_tests::{base, created, update, with, PHYSICAL};
+use super::{event, World, SECRET, STACK, USER};
+use crate::cfn::response::Status;
+
+fn deactivate(w: &World, key: &str) {
+    w.iam.with(USER, |u| {
+        u.keys
+            .iter_mut()
+            .filter(|k| k.access_key_id == key)
+            .for_each(|k| k.active = false)
+    });
+}
+
+fn active(w: &World) -> Vec<String> {
+    let keys = w.iam.user(USER).unwrap().keys;
+    keys.into_iter().filter(|k| k.active).map(|k| k.access_key_id).collect()
+}
+
+#[tokio::test]
+async fn a_deactivated_stored_key_is_replaced_never_reactivated() {
+    let w = World::new();
+    created(&w).await;
+    let leaked = w.stored(SECRET).unwrap().access_key_id;
+    deactivate(&w, &leaked);
+    let answer = update(&w, "r-after-leak", &base(), &with(json!({"Tags": {"a": "b"}}))).await;
+    assert_eq!(answer.status, Status::Success, "{}", answer.reason);
+    let stored = w.stored(SECRET).unwrap();
+    assert_ne!(stored.access_key_id, leaked, "a new key is stored");
+    assert_eq!(active(&w), std::slice::from_ref(&stored.access_key_id), "only the new key is active");
+    let waiting = stored
+        .bookkeeping
+        .awaiting_paste
+        .expect("the deactivated key is recorded");
+    assert_eq!(waiting.access_key_id, leaked);
+    assert!(
+        waiting.deactivated_at.is_some(),
+        "recorded as deactivated: the key check deletes it a week on"
+    );
+    // Another Update reactivates nothing either.
+    let again = update(
+        &w,
+        "r-again",
+        &with(json!({"Tags": {"a": "b"}})),
+        &with(json!({"Tags": {"a": "b"}})),
+    )
+    .await;
+    assert_eq!(again.status, Status::Success, "{}", again.reason);
+    assert_eq!(active(&w), [stored.access_key_id]);
+}
+
+#[tokio::test]
+async fn a_deactivated_stored_key_gives_up_its_slot_to_the_key_awaiting_a_paste() {
+    let w = World::new();
+    created(&w).await;
+    // Portal mode: a key change leaves the previous key active, awaiting the paste.
+    let rekeyed = update(&w, "r-rekey", &base(), &with(json!({"KeyVersion": "2"}))).await;
+    assert_eq!(rekeyed.status, Status::Success, "{}", rekeyed.reason);
+    let doc = w.stored(SECRET).unwrap();
+    let waiting = doc.bookkeeping.awaiting_paste.clone().unwrap().access_key_id;
+    deactivate(&w, &doc.access_key_id);
+    let answer = update(
+        &w,
+        "r-after-leak",
+        &with(json!({"KeyVersion": "2"})),
+        &with(json!({"KeyVersion": "2", "Tags": {"a": "b"}})),
+    )
+    .await;
+    assert_eq!(answer.status, Status::Success, "{}", answer.reason);
+    let stored = w.stored(SECRET).unwrap();
+    assert_ne!(stored.access_key_id, doc.access_key_id);
+    let mut want = vec![stored.access_key_id.clone(), waiting.clone()];
+    want.sort();
+    let mut got = active(&w);
+    got.sort();
+    assert_eq!(got, want, "the new key, and the working key still awaiting its paste");
+    assert_eq!(stored.bookkeeping.awaiting_paste.unwrap().access_key_id, waiting);
+    assert!(
+        !w.key_ids(USER).contains(&doc.access_key_id),
+        "the deactivated key went first"
+    );
+}
+
+#[tokio::test]
+async fn a_quarantine_policy_survives_update_and_delete() {
+    let w = World::new();
+    created(&w).await;
+    let quarantine = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";
+    let deny = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}"#;
+    w.iam.with(USER, |u| {
+        u.attached.insert(quarantine.to_owned());
+        u.inline.insert("responder-deny".to_owned(), deny.to_owned());
+    });
+    let updated = update(
+        &w,
+        "r-up",
+        &base(),
+        &with(json!({"Connections": ["SecurityAuditing", "SecurityConfiguration"]})),
+    )
+    .await;
+    assert_eq!(updated.status, Status::Success, "{}", updated.reason);
+    let deleted = w
+        .handle(event(STACK, "Delete", "r-del", Some(PHYSICAL), &base(), None))
+        .await;
+    assert_eq!(deleted.status, Status::Failed);
+    assert!(
+        deleted.reason.contains("quarantined") && deleted.reason.contains("AWSCompromisedKeyQuarantineV3"),
+        "{}",
+        deleted.reason
+    );
+    assert!(
+        deleted.reason.contains("inline policy responder-deny"),
+        "{}",
+        deleted.reason
+    );
+    let user = w.iam.user(USER).expect("the quarantined user stays");
+    assert!(user.attached.contains(quarantine) && user.inline.contains_key("responder-deny"));
+    assert!(user.keys.is_empty(), "its keys are gone");
+    assert!(
+        !user.inline.contains_key(crate::provision::INLINE_POLICY_NAME),
+        "and the connector's policy"
+    );
+}
