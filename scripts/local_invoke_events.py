@@ -10,15 +10,27 @@ the function creates, and SecretRecoveryWindowDays 0 (the Delete removes the sec
 
   python3 scripts/local_invoke_events.py --bucket my-sandbox-bucket --region eu-west-1
 
+One region for everything: --region must be the bucket's region (S3 refuses a PUT presigned for
+another region, so the answer would be lost while `sam` still exits 0; the script checks) and the
+region you pass to `sam local invoke --region` (the events name a stack of that region, and the
+function serves only that stack).
+
 writes .local-run/sam-invoke/{create,delete,env}.json and boundary.json and prints the commands to
-run, in order, including the clean-up. Needs boto3 (./scripts/rollout.sh's virtualenv has it:
-.venv/rollout/bin/python) and credentials for the sandbox account.
+run, in order, including the clean-up. create.json and delete.json hold presigned URLs (valid 2
+hours): they are readable only by you, and the last printed command removes them. Needs boto3 and
+credentials for the sandbox account; run with a Python without boto3, it runs itself again with the
+repository's virtualenv (.venv/bin/python, created by scripts/venv.sh if missing).
+
+Not the same as scripts/local-invoke.sh, which runs `sam local invoke` through podman against moto
+server (no AWS account) in the test command.
 """
 
 import argparse
 import copy
 import json
 import os
+import subprocess
+import sys
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +47,9 @@ PROCEDURE_ACTIONS = [
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bucket", required=True, help="an S3 bucket of yours in the sandbox account for the answers")
-    p.add_argument("--region", required=True)
+    p.add_argument("--region", required=True,
+                   help="the bucket's region, and the one to pass to `sam local invoke --region`: the presigned"
+                        " answer URL must be in the region of the invocation")
     p.add_argument("--connector-name", default="local-invoke")
     p.add_argument("--out", default=OUT, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -46,10 +60,34 @@ def event(name):
         return json.load(f)
 
 
-def main(argv=None):
-    import boto3
+def boto3_or_venv():
+    """boto3, or this script run again by the repository's virtualenv (which has it)."""
+    try:
+        import boto3
+        return boto3
+    except ImportError:
+        venv = os.path.join(REPO, ".venv", "bin", "python")
+        if os.path.realpath(sys.executable) == os.path.realpath(venv) or os.environ.get("CAS_EVENTS_REEXEC"):
+            sys.exit("boto3 is missing from .venv/: run scripts/venv.sh")
+        if not os.path.exists(venv):
+            subprocess.run(["bash", os.path.join(REPO, "scripts", "venv.sh")], check=True)
+        os.environ["CAS_EVENTS_REEXEC"] = "1"
+        os.execv(venv, [venv, os.path.abspath(__file__)] + sys.argv[1:])
 
+
+def url_suffix(partition):
+    """The partition's DNS suffix (amazonaws.com, amazonaws.com.cn, ...), from botocore's endpoint data."""
+    from botocore.loaders import create_loader
+
+    for p in create_loader().load_data("endpoints")["partitions"]:
+        if p["partition"] == partition:
+            return p["dnsSuffix"]
+    sys.exit(f"unknown partition {partition!r}: no URL suffix known for it")
+
+
+def main(argv=None):
     args = parse_args(argv)
+    boto3 = boto3_or_venv()
     identity = boto3.client("sts", region_name=args.region).get_caller_identity()
     account, partition = identity["Account"], identity["Arn"].split(":")[1]
     run = uuid.uuid4().hex[:12]
@@ -58,6 +96,12 @@ def main(argv=None):
     physical_id = f"arn:{partition}:iam::{account}:user/cloud-app-security/{user}"
     boundary_arn = f"arn:{partition}:iam::{account}:policy/{BOUNDARY_NAME}"
     s3 = boto3.client("s3", region_name=args.region)
+    # us-east-1 buckets answer None.
+    bucket_region = s3.get_bucket_location(Bucket=args.bucket).get("LocationConstraint") or "us-east-1"
+    if bucket_region != args.region:
+        sys.exit(f"the bucket {args.bucket} is in {bucket_region}, not --region {args.region}: the answer URL"
+                 f" must be presigned in the region of the invocation (pass --region {bucket_region} here and"
+                 " to sam local invoke, or use a bucket of that region)")
     os.makedirs(args.out, exist_ok=True)
 
     written = {}
@@ -79,7 +123,8 @@ def main(argv=None):
         if "PhysicalResourceId" in e:
             e["PhysicalResourceId"] = physical_id
         path = os.path.join(args.out, f"{name}.json")
-        with open(path, "w") as f:
+        # It holds a presigned URL: readable by its owner only, removed after use (printed below).
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             json.dump(e, f, indent=2)
         written[name] = (path, key)
 
@@ -87,7 +132,7 @@ def main(argv=None):
     env = os.path.join(args.out, "env.json")
     with open(env, "w") as f:
         json.dump({"ConnectorFunction": {"CLOUD_APP_SECURITY_ALLOWED_HOSTS": "", "CLOUD_APP_SECURITY_STACK_ID": stack_id,
-                                         "CLOUD_APP_SECURITY_URL_SUFFIX": "amazonaws.com"}}, f, indent=2)
+                                         "CLOUD_APP_SECURITY_URL_SUFFIX": url_suffix(partition)}}, f, indent=2)
 
     boundary = os.path.join(args.out, "boundary.json")
     with open(boundary, "w") as f:
@@ -97,23 +142,31 @@ def main(argv=None):
     rel = os.path.relpath
     r, b = args.region, args.bucket
     print(f"""Written: {rel(written['create'][0])}, {rel(written['delete'][0])}, {rel(boundary)} (account {account}).
-The presigned URLs expire in 2 hours. Run, in order:
+The presigned URLs (in create.json and delete.json) expire in 2 hours. Run, in order, with this same
+region ({r}) for the invokes:
 
   aws iam create-policy --policy-name {BOUNDARY_NAME} --policy-document file://{rel(boundary)}
   sam build && sam local invoke --region {r} --event {rel(written['create'][0])} --env-vars {rel(env)}
   aws s3 cp s3://{b}/{written['create'][1]} - --region {r}    # the answer CloudFormation would get
   sam local invoke --region {r} --event {rel(written['delete'][0])} --env-vars {rel(env)}
   aws s3 cp s3://{b}/{written['delete'][1]} - --region {r}
-  aws iam delete-policy --policy-arn {boundary_arn}
-  aws s3 rm s3://{b}/cas-local-invoke/{run}/ --recursive --region {r}
 
-If the Delete did not answer SUCCESS, remove what the Create made by hand:
+If the Delete did not answer SUCCESS, remove what the Create made by hand, before the boundary (IAM
+refuses to delete a policy a user still has as its boundary):
 
   for k in $(aws iam list-access-keys --user-name {user} --query 'AccessKeyMetadata[].AccessKeyId' --output text); do
     aws iam delete-access-key --user-name {user} --access-key-id "$k"; done
   aws iam delete-user-policy --user-name {user} --policy-name CloudAppSecurityAuditing
+  for p in $(aws iam list-attached-user-policies --user-name {user} --query 'AttachedPolicies[].PolicyArn' --output text); do
+    aws iam detach-user-policy --user-name {user} --policy-arn "$p"; done
   aws iam delete-user --user-name {user}
   aws secretsmanager delete-secret --secret-id cloud-app-security/{args.connector_name} --force-delete-without-recovery --region {r}
+
+Then the boundary, the answers and the files holding the presigned URLs:
+
+  aws iam delete-policy --policy-arn {boundary_arn}
+  aws s3 rm s3://{b}/cas-local-invoke/{run}/ --recursive --region {r}
+  rm -f {rel(written['create'][0])} {rel(written['delete'][0])}
 """)
     return written
 

@@ -43,6 +43,10 @@ echo "    sam build took $(( $(date +%s) - start )) s"
 
 artifact="$work/build/ConnectorFunction/bootstrap"
 test -x "$artifact"
+# Lambda's provided.al2023 has glibc 2.34 and a fixed set of libraries: a binary that loads on this
+# machine (glibc 2.36) can still fail there. Checked on the ELF itself (scripts/artifact_elf.py).
+echo "==> ELF check of $artifact (glibc symbol versions, NEEDED libraries)"
+.venv/bin/python scripts/artifact_elf.py "$artifact"
 [ "$build_only" = yes ] && exit 0
 echo "==> end-to-end tests against $artifact"
 CAS_BOOTSTRAP="$repo/$artifact" cargo test --locked --test emulator
