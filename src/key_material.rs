@@ -25,6 +25,8 @@ pub const RELEASE: &str = env!("CARGO_PKG_VERSION");
 pub const SCHEMA_VERSION: u32 = 3;
 /// What a document without a version is read as (layouts 1 and 2 read alike).
 const UNVERSIONED: u32 = 2;
+/// How many failed requests a document remembers.
+const FAILED_KEPT: usize = 5;
 /// How many applied property sets a document keeps: the last, and the one before it (the
 /// target of a rollback, whichever order CloudFormation reverts the function and the resource).
 const APPLIED_KEPT: usize = 2;
@@ -135,6 +137,21 @@ pub struct Bookkeeping {
     /// The properties of the last successful stack operations, newest first (at most two).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applied: Vec<Applied>,
+    /// The last requests this resource answered `FAILED` (newest first, a few): a late delivery
+    /// of one, after CloudFormation rolled it back, acts on nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedRequest>,
+}
+
+/// A request this resource answered `FAILED`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedRequest {
+    /// Its `RequestId`.
+    pub request_id: String,
+    /// When CloudFormation signed it, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
 }
 
 /// A stack operation this resource answered `SUCCESS`, as recorded in the secret: what an
@@ -151,6 +168,10 @@ pub struct Applied {
     pub properties: Map<String, Value>,
     /// The `Data` it answered with (identifiers and states, never key material).
     pub data: BTreeMap<String, String>,
+    /// When CloudFormation signed it (`X-Amz-Date`, seconds since the epoch), where known: an
+    /// older request is a late delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
 }
 
 /// The resource's settings a rotation acts on.
@@ -318,6 +339,17 @@ impl SecretDocument {
         self.bookkeeping.applied.iter().find(|a| a.properties == *properties)
     }
 
+    /// Records a request answered `FAILED`; `false` when it already is.
+    pub fn record_failed(&mut self, failed: FailedRequest) -> bool {
+        let known = &mut self.bookkeeping.failed;
+        if known.iter().any(|f| f.request_id == failed.request_id) {
+            return false;
+        }
+        known.insert(0, failed);
+        known.truncate(FAILED_KEPT);
+        true
+    }
+
     /// Records `applied` as the newest operation; `false` when it already is (nothing to write).
     pub fn record_applied(&mut self, applied: Applied) -> bool {
         let newest = self.bookkeeping.applied.first();
@@ -427,6 +459,7 @@ mod tests {
             physical_id: "p".into(),
             properties: properties.as_object().unwrap().clone(),
             data: BTreeMap::from([("AccessKeyId".to_owned(), data.to_owned())]),
+            at: None,
         }
     }
 

@@ -48,6 +48,7 @@ fn info(out: &aws_sdk_secretsmanager::operation::describe_secret::DescribeSecret
             .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
             .collect(),
         pending_deletion: out.deleted_date().is_some(),
+        deleted_at: out.deleted_date().and_then(|d| u64::try_from(d.secs()).ok()),
         kms_key_id: out.kms_key_id().map(str::to_owned),
         rotation,
         versions: out

@@ -41,6 +41,17 @@ impl ResponseUrl {
         &self.0
     }
 
+    /// When CloudFormation signed the URL (`X-Amz-Date`, seconds since the epoch), where it
+    /// parses. Undocumented, one-second resolution, and chosen by whoever invokes the function:
+    /// used only to order requests of one resource, and a date more than five minutes ahead of
+    /// `now` is ignored, so that a forged future date cannot freeze the resource.
+    pub fn signed_at(&self, now: u64) -> Option<u64> {
+        let url = reqwest::Url::parse(&self.0).ok()?;
+        let (_, value) = url.query_pairs().find(|(k, _)| k == "X-Amz-Date")?;
+        let at = amz_date(&value)?;
+        (at <= now + 300).then_some(at)
+    }
+
     /// Only `https` on a host of the partition's URL suffix (`amazonaws.com`,
     /// `amazonaws.com.cn`), or loopback for local runs. This limits where the function sends
     /// requests; it does not authenticate the one who sent the event.
@@ -58,6 +69,28 @@ impl ResponseUrl {
             }),
         }
     }
+}
+
+/// `YYYYMMDDTHHMMSSZ` as seconds since the epoch.
+fn amz_date(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<u64>().ok();
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 || y < 1970 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3_600 + mm * 60 + ss)
 }
 
 /// The fields needed to answer, read before anything else.
@@ -160,6 +193,29 @@ mod tests {
             let err = ResponseUrl::new(url.into()).check("amazonaws.com").unwrap_err();
             assert!(!err.to_string().contains("X-Amz"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_signing_date_orders_requests_and_a_future_one_is_ignored() {
+        let url = |date: &str| {
+            ResponseUrl::new(format!(
+                "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date={date}&X-Amz-Signature=1"
+            ))
+        };
+        let now = 1_796_291_310; // 2026-12-03T09:48:30Z
+        assert_eq!(url("20261203T094830Z").signed_at(now), Some(now));
+        assert_eq!(url("19700101T000000Z").signed_at(now), Some(0));
+        assert_eq!(url("20000229T120000Z").signed_at(now), Some(951_825_600));
+        assert_eq!(
+            url("20261203T095330Z").signed_at(now),
+            Some(now + 300),
+            "five minutes ahead is kept"
+        );
+        assert_eq!(url("20261203T095331Z").signed_at(now), None, "further ahead is ignored");
+        for bad in ["2026-12-03", "20261303T000000Z", "20261203T246000Z", ""] {
+            assert_eq!(url(bad).signed_at(now), None, "{bad}");
+        }
+        assert_eq!(ResponseUrl::new("http://127.0.0.1:1/x".into()).signed_at(now), None);
     }
 
     #[test]

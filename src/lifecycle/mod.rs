@@ -21,10 +21,10 @@ use crate::ports::Ports;
 use crate::progress::Progress;
 use serde_json::{Map, Value};
 
-use crate::key_material::{Applied, SecretDocument};
+use crate::key_material::{Applied, FailedRequest, SecretDocument};
 use crate::ports::{Version, CURRENT};
 use crate::properties::{Parsed, Properties};
-use crate::provision::secret;
+use crate::provision::secret::{self, Read};
 use crate::provision::{steps, Context, DeleteTarget, Made, ProvisionError, Provisioned, Provisioner, Target};
 
 /// At most this much of the remaining time is kept for undoing a failed request.
@@ -89,37 +89,18 @@ pub async fn run<P: Ports>(
             function_arn: invocation.function_arn,
         },
     };
+    let signed_at = envelope
+        .response_url
+        .signed_at(crate::provision::epoch(provisioner.now()));
     let lifecycle = Lifecycle {
         provisioner,
         owner,
         stack,
         work_until,
         undo_until: invocation.guard_at,
+        signed_at,
     };
-    match request {
-        Request::Create(r) => match r.resource_properties.strict() {
-            Ok(props) => lifecycle.create(props, r.resource_properties.sent()).await,
-            Err(e) => Answer::failed(fallback, e.to_string()),
-        },
-        Request::Update(r) => {
-            // Old properties that do not validate were never applied (the Update that sent them
-            // failed before acting): nothing was made for them, and nothing invalid is sent to
-            // AWS to be moved from or deleted. The rollback converges to its own properties.
-            let old = match r.old_resource_properties.strict() {
-                Ok(old) => old,
-                Err(_) => r.resource_properties.lenient(),
-            };
-            lifecycle
-                .update(&r.physical_resource_id, &r.resource_properties, old)
-                .await
-        }
-        Request::Delete(r) => {
-            lifecycle
-                .delete(&r.physical_resource_id, r.resource_properties.lenient())
-                .await
-        }
-        _ => Answer::failed(fallback, format!("unsupported RequestType {:?}", envelope.request_type)),
-    }
+    lifecycle.dispatch(request, fallback).await
 }
 
 /// The physical id of a `ValidateOnly` resource: never a user's ARN, so its Delete removes
@@ -170,21 +151,108 @@ struct Lifecycle<'a, P> {
     stack: StackArn,
     work_until: Instant,
     undo_until: Instant,
+    /// When CloudFormation signed the request (`X-Amz-Date`), where known.
+    signed_at: Option<u64>,
 }
 
 impl<P: Ports> Lifecycle<'_, P> {
+    /// Reads the secret's record, answers a late delivery from it, or runs the request.
+    async fn dispatch(&self, request: Request, fallback: String) -> Answer {
+        let (parsed, physical_id) = match &request {
+            Request::Create(r) => (&r.resource_properties, fallback.clone()),
+            Request::Update(r) => (&r.resource_properties, r.physical_resource_id.clone()),
+            Request::Delete(r) => (&r.resource_properties, r.physical_resource_id.clone()),
+            _ => return Answer::failed(fallback, "unsupported RequestType".to_owned()),
+        };
+        let record = self.recorded(parsed.lenient()).await;
+        if let Some(answer) = record.as_ref().and_then(|read| self.late(&read.doc, &physical_id)) {
+            return answer;
+        }
+        match request {
+            Request::Create(r) => match r.resource_properties.strict() {
+                Ok(props) => self.create(props, r.resource_properties.sent(), record.as_ref()).await,
+                Err(e) => Answer::failed(fallback, e.to_string()),
+            },
+            Request::Update(r) => {
+                // Old properties that do not validate were never applied (the Update that sent
+                // them failed before acting): nothing was made for them, and nothing invalid is
+                // sent to AWS to be moved from or deleted. The rollback converges to its own.
+                let old = match r.old_resource_properties.strict() {
+                    Ok(old) => old,
+                    Err(_) => r.resource_properties.lenient(),
+                };
+                let parsed = &r.resource_properties;
+                self.update(&r.physical_resource_id, parsed, old, record.as_ref()).await
+            }
+            Request::Delete(r) => {
+                self.delete(&r.physical_resource_id, r.resource_properties.lenient())
+                    .await
+            }
+            _ => Answer::failed(fallback, "unsupported RequestType".to_owned()),
+        }
+    }
+
+    /// A request the secret's record shows CloudFormation has moved on from: a repeated
+    /// delivery of the last request applied is answered as it was; an older request (by its
+    /// `RequestId`, or signed before the last one applied) acts on nothing and fails.
+    fn late(&self, doc: &SecretDocument, physical_id: &str) -> Option<Answer> {
+        let applied = &doc.bookkeeping.applied;
+        let request_id = self.provisioner.context.request_id;
+        let superseded = |why: String| {
+            Some(Answer::failed(
+                physical_id.to_owned(),
+                ProvisionError::Superseded(why).to_string(),
+            ))
+        };
+        if doc.bookkeeping.failed.iter().any(|f| f.request_id == request_id) {
+            return superseded(format!(
+                "request {request_id} was answered FAILED before, and rolled back"
+            ));
+        }
+        match applied.iter().position(|a| a.request_id == request_id) {
+            Some(0) => {
+                let a = &applied[0];
+                return Some(Answer::success(
+                    a.physical_id.clone(),
+                    "already applied (a repeated delivery)",
+                    a.data.clone(),
+                ));
+            }
+            Some(_) => {
+                return superseded(format!(
+                    "request {request_id} was applied before request {} was",
+                    applied[0].request_id
+                ))
+            }
+            None => {}
+        }
+        let newest = applied.first()?;
+        let (at, newest_at) = (self.signed_at?, newest.at?);
+        match at < newest_at {
+            true => superseded(format!(
+                "this request was sent at {}, before request {} that the resource applied since (sent at {})",
+                http_date(at),
+                newest.request_id,
+                http_date(newest_at)
+            )),
+            false => None,
+        }
+    }
+
     fn target(&self, props: &Properties, previous: Option<(&Properties, &str)>) -> Result<Target, String> {
-        Target::new(
+        let mut target = Target::new(
             self.owner.clone(),
             self.stack.clone(),
             props,
             previous,
             self.provisioner.context.allowed,
         )
-        .map_err(|e| format!("CloudAppSecurityUrl: {e}"))
+        .map_err(|e| format!("CloudAppSecurityUrl: {e}"))?;
+        target.signed_at = self.signed_at;
+        Ok(target)
     }
 
-    async fn create(&self, props: &Properties, sent: &Map<String, Value>) -> Answer {
+    async fn create(&self, props: &Properties, sent: &Map<String, Value>, record: Option<&Read>) -> Answer {
         let target = match self.target(props, None) {
             Ok(target) => target,
             Err(reason) => return Answer::failed(failure_id(&self.stack, props), reason),
@@ -193,7 +261,7 @@ impl<P: Ports> Lifecycle<'_, P> {
         let work = self.provisioner.converge(&target, &made);
         match self.all_or_nothing(&target, &made, work).await {
             Ok(done) => self.succeeded(&target, "created", &done, sent).await,
-            Err(reason) => Answer::failed(target.physical_id.clone(), reason),
+            Err(reason) => self.failed(target.physical_id.clone(), reason, record).await,
         }
     }
 
@@ -205,18 +273,32 @@ impl<P: Ports> Lifecycle<'_, P> {
             physical_id: target.physical_id.clone(),
             properties: sent.clone(),
             data: data.clone(),
+            at: self.signed_at,
         };
         self.provisioner.record_applied(&done.stored, applied).await;
         Answer::success(target.physical_id.clone(), what, data)
     }
 
-    /// The secret's current document, read before an Update acts (`None` when it cannot be
-    /// read: absent, another's, not ours in format — discovery then judges it as usual).
-    async fn recorded(&self, props: &Properties) -> Option<SecretDocument> {
+    /// The secret's current document, read before a request acts (`None` when it cannot be
+    /// read: absent, pending deletion, another's, not ours in format — discovery then judges
+    /// it as usual).
+    async fn recorded(&self, props: &Properties) -> Option<Read> {
         let name = props.resolve(&self.stack.account_id).secret_name;
         let secrets = self.provisioner.ports.secrets();
         let read = secret::read(secrets, &name, Version::Staged(CURRENT)).await;
-        read.ok().flatten().map(|r| r.doc)
+        read.ok().flatten()
+    }
+
+    /// Answers `FAILED`, remembering the request in the secret it read before acting.
+    async fn failed(&self, physical_id: String, reason: String, record: Option<&Read>) -> Answer {
+        if let Some(read) = record {
+            let failed = FailedRequest {
+                request_id: self.provisioner.context.request_id.to_owned(),
+                at: self.signed_at,
+            };
+            self.provisioner.record_failed(read, failed).await;
+        }
+        Answer::failed(physical_id, reason)
     }
 
     /// What an Update answers from the secret's record alone, acting on nothing: a document a
@@ -246,12 +328,14 @@ impl<P: Ports> Lifecycle<'_, P> {
     /// A new `UserName` is a replacement: a new user and a new physical id, and CloudFormation
     /// deletes the old one afterwards. A new `UserPath` moves the same user. A new `SecretName`
     /// moves the key to the new secret, and the old one is deleted once the new holds it.
-    async fn update(&self, old_physical_id: &str, parsed: &Parsed, previous: &Properties) -> Answer {
-        let recorded = self.recorded(parsed.lenient()).await;
-        if let Some(answer) = recorded
-            .as_ref()
-            .and_then(|doc| self.answer_from_record(doc, parsed, old_physical_id))
-        {
+    async fn update(
+        &self,
+        old_physical_id: &str,
+        parsed: &Parsed,
+        previous: &Properties,
+        record: Option<&Read>,
+    ) -> Answer {
+        if let Some(answer) = record.and_then(|read| self.answer_from_record(&read.doc, parsed, old_physical_id)) {
             return answer;
         }
         let props = match parsed.strict() {
@@ -272,7 +356,7 @@ impl<P: Ports> Lifecycle<'_, P> {
         match self.all_or_nothing(&target, &made, work).await {
             Ok(done) => self.succeeded(&target, "updated", &done, parsed.sent()).await,
             // CloudFormation keeps the old physical id after a failed update.
-            Err(reason) => Answer::failed(old_physical_id.to_owned(), reason),
+            Err(reason) => self.failed(old_physical_id.to_owned(), reason, record).await,
         }
     }
 
@@ -339,4 +423,9 @@ impl<P: Ports> Lifecycle<'_, P> {
 
 fn failure_id(stack: &StackArn, props: &Properties) -> String {
     stack.user_arn(&props.user_path, &props.resolve(&stack.account_id).user_name)
+}
+
+/// Seconds since the epoch, as an HTTP date, for a `Reason`.
+fn http_date(secs: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }

@@ -25,6 +25,9 @@ pub struct SecretInfo {
     pub tags: Tags,
     /// Whether the secret is scheduled for deletion.
     pub pending_deletion: bool,
+    /// When it was scheduled for deletion (seconds since the epoch): a Delete's tombstone, which
+    /// `DescribeSecret` shows while `GetSecretValue` is refused.
+    pub deleted_at: Option<u64>,
     /// The KMS key as `DescribeSecret` reports it: `None` for the AWS managed key.
     pub kms_key_id: Option<String>,
     /// The rotation function's ARN and the days between rotations, when rotation is on.

@@ -104,6 +104,24 @@ impl PartialEq for Stored {
 impl Eq for Stored {}
 
 impl<P: Ports> Provisioner<'_, P> {
+    /// Records a request answered `FAILED` in the secret's document as `read` before the
+    /// request (compare-and-swap from that version). Best effort, like [`Self::record_applied`].
+    pub(crate) async fn record_failed(&self, read: &secret::Read, failed: crate::key_material::FailedRequest) {
+        let mut doc = read.doc.clone();
+        if doc.is_newer() || !doc.record_failed(failed) {
+            return;
+        }
+        let token = secret::token(self.context.request_id, &doc.access_key_id, "failed");
+        let text = doc.to_secret_text();
+        let made = Made::default();
+        if let Err(e) = self
+            .replace_current(&read.arn, Some(&read.version), &text, token, &made)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the failed request in the secret");
+        }
+    }
+
     /// Records `applied` in the secret's current document (compare-and-swap from the version
     /// the converge left). Best effort: a failure is logged, and only a later rollback to these
     /// properties by an older release loses its record.
@@ -232,6 +250,9 @@ pub enum ProvisionError {
         /// Who wrote it ([`crate::key_material::SecretDocument::writer`]).
         writer: String,
     },
+    /// A late delivery: CloudFormation has moved on since this request was sent.
+    #[error("superseded: {0}; a late delivery acts on nothing (CloudFormation no longer waits for this answer)")]
+    Superseded(String),
     /// Both access-key slots are taken by keys that must not be deleted.
     #[error(
         "{step}: IAM user {user} already has two access keys that are in use or being issued by another \

@@ -57,8 +57,17 @@ pub(super) enum Standing {
 impl Standing {
     /// Judges what discovery found; a secret of someone else fails the request.
     pub(super) fn judge(target: &Target, info: Option<SecretInfo>) -> Result<Standing, ProvisionError> {
+        let buried = |i: &SecretInfo| {
+            let deleted_later = i.deleted_at.zip(target.signed_at).is_some_and(|(d, s)| s < d);
+            i.pending_deletion && deleted_later && target.owner.owns(&i.tags)
+        };
         match info {
             None => Ok(Standing::Absent),
+            // This resource's own Delete, after the request was signed: a late delivery.
+            Some(i) if buried(&i) => Err(ProvisionError::Superseded(format!(
+                "secret {} was scheduled for deletion by this resource's Delete after this request was sent",
+                target.secret_name
+            ))),
             Some(i) if target.owner.owns(&i.tags) => Ok(Standing::Ours(i)),
             Some(i) if i.pending_deletion && i.tags.contains_key(TAG_STACK_ID) => Ok(Standing::Leftover(i)),
             Some(_) => Err(ProvisionError::Foreign {

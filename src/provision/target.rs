@@ -116,6 +116,10 @@ pub struct Target {
     pub verify_key: bool,
     /// What the previous properties named (Update only).
     pub before: Option<Before>,
+    /// When CloudFormation signed this request's `ResponseURL` (seconds since the epoch), where
+    /// known: a secret this resource's own Delete scheduled for deletion later than that is a
+    /// tombstone the request must not bring back.
+    pub signed_at: Option<u64>,
 }
 
 impl Target {
@@ -165,6 +169,7 @@ impl Target {
             grace_days: properties.rotation_grace_days,
             verify_key: properties.verify_key,
             before,
+            signed_at: None,
             stack,
         })
     }

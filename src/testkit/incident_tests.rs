@@ -32,7 +32,11 @@ async fn a_deactivated_stored_key_is_replaced_never_reactivated() {
     assert_eq!(answer.status, Status::Success, "{}", answer.reason);
     let stored = w.stored(SECRET).unwrap();
     assert_ne!(stored.access_key_id, leaked, "a new key is stored");
-    assert_eq!(active(&w), std::slice::from_ref(&stored.access_key_id), "only the new key is active");
+    assert_eq!(
+        active(&w),
+        std::slice::from_ref(&stored.access_key_id),
+        "only the new key is active"
+    );
     let waiting = stored
         .bookkeeping
         .awaiting_paste

@@ -11,6 +11,7 @@ pub mod trails;
 
 mod bad_input_tests;
 mod incident_tests;
+mod late_tests;
 mod model;
 mod provision_tests;
 mod rotation_tests;
@@ -61,7 +62,7 @@ impl World {
         let clock = clock::ManualClock::default();
         let iam = Arc::new(iam::FakeIam::new(faults.clone(), clock.clone()));
         World {
-            secrets: secrets::FakeSecrets::new(faults.clone()),
+            secrets: secrets::FakeSecrets::new(faults.clone(), clock.clone()),
             trails: trails::FakeTrails::new(faults.clone()),
             registry: outside::FakeRegistry::new(faults.clone()),
             probe: outside::FakeProbe {

@@ -18,6 +18,7 @@ pub struct FakeSecret {
     pub arn: String,
     pub tags: Tags,
     pub pending_deletion: bool,
+    pub deleted_at: Option<u64>,
     pub kms_key_id: Option<String>,
     pub policy: Option<String>,
     pub rotation: Option<(String, u32)>,
@@ -40,6 +41,7 @@ impl FakeSecret {
             arn: self.arn.clone(),
             tags: self.tags.clone(),
             pending_deletion: self.pending_deletion,
+            deleted_at: self.deleted_at.filter(|_| self.pending_deletion),
             kms_key_id: self.kms_key_id.clone(),
             rotation: self.rotation.clone(),
             versions: self
@@ -62,6 +64,7 @@ impl FakeSecret {
 pub struct FakeSecrets {
     pub secrets: Mutex<BTreeMap<String, FakeSecret>>,
     faults: Arc<Faults>,
+    clock: super::clock::ManualClock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -74,10 +77,11 @@ fn not_found(op: &'static str) -> CallError {
 }
 
 impl FakeSecrets {
-    pub fn new(faults: Arc<Faults>) -> FakeSecrets {
+    pub fn new(faults: Arc<Faults>, clock: super::clock::ManualClock) -> FakeSecrets {
         FakeSecrets {
             secrets: Mutex::default(),
             faults,
+            clock,
         }
     }
 
@@ -305,10 +309,14 @@ impl SecretStore for FakeSecrets {
         let mut secrets = lock(&self.secrets);
         match window {
             RecoveryWindow::Immediate => secrets.retain(|_, s| s.arn != arn),
-            RecoveryWindow::Days(_) => secrets
-                .values_mut()
-                .filter(|s| s.arn == arn)
-                .for_each(|s| s.pending_deletion = true),
+            RecoveryWindow::Days(_) => {
+                let now = crate::ports::Clock::now(&self.clock);
+                let at = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                secrets.values_mut().filter(|s| s.arn == arn).for_each(|s| {
+                    s.pending_deletion = true;
+                    s.deleted_at = Some(at);
+                })
+            }
         }
         answer(after, ())
     }

@@ -1,0 +1,196 @@
+//! Late deliveries (SPEC "Behaviour", Concurrency), on the fakes: a request CloudFormation has
+//! moved on from — repeated by `RequestId`, or signed before what the resource applied since,
+//! or before its own Delete — acts on nothing.
+
+use std::time::UNIX_EPOCH;
+
+use serde_json::{json, Value};
+
+use super::upgrade_tests::{base, created, with, PHYSICAL};
+use super::{event, World, SECRET, STACK, USER};
+use crate::cfn::response::{Answer, Status};
+use crate::ports::Clock;
+
+/// `e` with a `ResponseURL` signed `ago` seconds before the world's clock.
+fn signed(w: &World, mut e: Value, ago: u64) -> Value {
+    let now = w.clock.now().duration_since(UNIX_EPOCH).unwrap().as_secs() - ago;
+    let t = time::from_epoch(now);
+    e["ResponseURL"] = json!(format!("http://127.0.0.1/response?X-Amz-Date={t}&X-Amz-Signature=0"));
+    e
+}
+
+mod time {
+    /// Seconds since the epoch as `YYYYMMDDTHHMMSSZ` (civil from days, Howard Hinnant).
+    pub fn from_epoch(secs: u64) -> String {
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + u64::from(m <= 2);
+        format!(
+            "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+}
+
+async fn send(w: &World, e: Value) -> Answer {
+    w.clock.advance(std::time::Duration::from_secs(10));
+    w.handle(e).await
+}
+
+#[tokio::test]
+async fn a_late_duplicate_of_a_failed_rename_does_not_come_back_after_the_rollback() {
+    let w = World::new();
+    created(&w).await;
+    // The rename fails (the new user's name is taken by someone else), then rolls back.
+    let foreign = super::iam::FakeUser {
+        path: "/".into(),
+        ..Default::default()
+    };
+    w.iam
+        .users
+        .lock()
+        .unwrap()
+        .insert("CloudAppSecurity-renamed".into(), foreign);
+    let renamed = with(json!({"UserName": "CloudAppSecurity-renamed"}));
+    let rename = signed(
+        &w,
+        event(STACK, "Update", "r-rename", Some(PHYSICAL), &renamed, Some(&base())),
+        0,
+    );
+    let failed = send(&w, rename.clone()).await;
+    assert_eq!(
+        failed.status,
+        Status::Failed,
+        "{} {}",
+        failed.reason,
+        failed.physical_id
+    );
+    let back = signed(
+        &w,
+        event(STACK, "Update", "r-back", Some(PHYSICAL), &base(), Some(&renamed)),
+        0,
+    );
+    let back = send(&w, back).await;
+    assert_eq!(back.status, Status::Success, "{}", back.reason);
+    // The name is free again, and the failed request is delivered once more, late.
+    w.iam.users.lock().unwrap().remove("CloudAppSecurity-renamed");
+    let late = send(&w, rename).await;
+    assert_eq!(late.status, Status::Failed);
+    assert!(
+        late.reason
+            .starts_with("superseded: request r-rename was answered FAILED before"),
+        "{}",
+        late.reason
+    );
+    assert!(w.iam.user("CloudAppSecurity-renamed").is_none(), "no user resurrected");
+}
+
+#[tokio::test]
+async fn a_repeated_delivery_of_the_last_request_is_answered_as_it_was() {
+    let w = World::new();
+    created(&w).await;
+    let tagged = with(json!({"Tags": {"team": "sec"}}));
+    let e = signed(
+        &w,
+        event(STACK, "Update", "r-tags", Some(PHYSICAL), &tagged, Some(&base())),
+        0,
+    );
+    let first = send(&w, e.clone()).await;
+    assert_eq!(first.status, Status::Success, "{}", first.reason);
+    let calls = w.faults.calls();
+    let again = send(&w, e).await;
+    assert_eq!((again.status, again.data.clone()), (Status::Success, first.data));
+    assert_eq!(again.reason, "already applied (a repeated delivery)");
+    assert_eq!(w.faults.calls(), calls + 1, "one read, nothing else");
+}
+
+#[tokio::test]
+async fn a_late_create_after_the_delete_leaves_the_tombstone_alone() {
+    let w = World::new();
+    let create = signed(&w, event(STACK, "Create", "r-create", None, &base(), None), 0);
+    assert_eq!(send(&w, create.clone()).await.status, Status::Success);
+    let delete = signed(&w, event(STACK, "Delete", "r-del", Some(PHYSICAL), &base(), None), 0);
+    assert_eq!(send(&w, delete).await.status, Status::Success);
+    let late = send(&w, create).await;
+    assert_eq!(late.status, Status::Failed);
+    assert!(
+        late.reason.contains("scheduled for deletion by this resource's Delete"),
+        "{}",
+        late.reason
+    );
+    assert!(w.iam.user(USER).is_none(), "no user brought back");
+    assert!(
+        w.secrets.secret(SECRET).unwrap().pending_deletion,
+        "the secret stays scheduled for deletion"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_future_date_is_ignored_and_freezes_nothing() {
+    let w = World::new();
+    created(&w).await;
+    let mut future = event(
+        STACK,
+        "Update",
+        "r-future",
+        Some(PHYSICAL),
+        &with(json!({"KeyVersion": "2"})),
+        Some(&base()),
+    );
+    future["ResponseURL"] = json!("http://127.0.0.1/response?X-Amz-Date=20991231T000000Z");
+    assert_eq!(send(&w, future).await.status, Status::Success);
+    let next = with(json!({"KeyVersion": "2", "Tags": {"a": "b"}}));
+    let later = signed(
+        &w,
+        event(
+            STACK,
+            "Update",
+            "r-next",
+            Some(PHYSICAL),
+            &next,
+            Some(&with(json!({"KeyVersion": "2"}))),
+        ),
+        0,
+    );
+    let answer = send(&w, later).await;
+    assert_eq!(answer.status, Status::Success, "{}", answer.reason);
+}
+
+#[tokio::test]
+async fn a_request_signed_before_the_last_one_applied_acts_on_nothing() {
+    let w = World::new();
+    created(&w).await;
+    let v2 = with(json!({"KeyVersion": "2"}));
+    // Signed first, delivered late: another request was signed and applied meanwhile.
+    let early = signed(
+        &w,
+        event(STACK, "Update", "r-early", Some(PHYSICAL), &v2, Some(&base())),
+        60,
+    );
+    let tags = with(json!({"Tags": {"a": "b"}}));
+    let applied = signed(
+        &w,
+        event(STACK, "Update", "r-applied", Some(PHYSICAL), &tags, Some(&base())),
+        0,
+    );
+    assert_eq!(send(&w, applied).await.status, Status::Success);
+    let stored = w.stored(SECRET).unwrap().access_key_id;
+    let late = send(&w, early).await;
+    assert_eq!(late.status, Status::Failed);
+    assert!(
+        late.reason
+            .contains("before request r-applied that the resource applied since"),
+        "{}",
+        late.reason
+    );
+    assert_eq!(w.stored(SECRET).unwrap().access_key_id, stored, "no re-key");
+}
