@@ -350,10 +350,12 @@ impl SecretDocument {
         true
     }
 
-    /// Records `applied` as the newest operation; `false` when it already is (nothing to write).
-    pub fn record_applied(&mut self, applied: Applied) -> bool {
+    /// Records `applied` as the newest operation; `false` when it already is, with the same
+    /// properties and `Data` (nothing to write) — unless `refresh` asks for the newer request's
+    /// id and date anyway.
+    pub fn record_applied(&mut self, applied: Applied, refresh: bool) -> bool {
         let newest = self.bookkeeping.applied.first();
-        if newest.is_some_and(|n| n.properties == applied.properties && n.data == applied.data) {
+        if !refresh && newest.is_some_and(|n| n.properties == applied.properties && n.data == applied.data) {
             return false;
         }
         self.bookkeeping.applied.retain(|a| a.properties != applied.properties);
@@ -471,18 +473,18 @@ mod tests {
             serde_json::json!({"KeyVersion": "2"}),
             serde_json::json!({"KeyVersion": "3"}),
         );
-        assert!(doc.record_applied(applied(a.clone(), "k1")));
+        assert!(doc.record_applied(applied(a.clone(), "k1"), false));
         assert!(
-            !doc.record_applied(applied(a.clone(), "k1")),
+            !doc.record_applied(applied(a.clone(), "k1"), false),
             "the same again writes nothing"
         );
-        assert!(doc.record_applied(applied(b.clone(), "k2")));
+        assert!(doc.record_applied(applied(b.clone(), "k2"), false));
         assert!(
-            doc.record_applied(applied(a.clone(), "k1")),
+            doc.record_applied(applied(a.clone(), "k1"), false),
             "a rollback moves to the front"
         );
         assert_eq!(doc.bookkeeping.applied.len(), 2);
-        assert!(doc.record_applied(applied(c.clone(), "k3")));
+        assert!(doc.record_applied(applied(c.clone(), "k3"), false));
         let kept: Vec<_> = doc
             .bookkeeping
             .applied
@@ -550,7 +552,7 @@ mod tests {
                 ..Bookkeeping::default()
             },
         );
-        doc.record_applied(applied(serde_json::json!({"KeyVersion": "2"}), "k"));
+        doc.record_applied(applied(serde_json::json!({"KeyVersion": "2"}), "k"), false);
         let text = doc.to_secret_text();
         let v1: earlier_readers::V1 = serde_json::from_str(text.expose()).unwrap();
         assert_eq!(v1.access_key_id, "AKIAEXAMPLE");

@@ -164,13 +164,17 @@ impl<P: Ports> Lifecycle<'_, P> {
             Request::Delete(r) => (&r.resource_properties, r.physical_resource_id.clone()),
             _ => return Answer::failed(fallback, "unsupported RequestType".to_owned()),
         };
-        let record = self.recorded(parsed.lenient()).await;
+        let record = match (self.recorded(parsed.lenient()).await, &request) {
+            // A SecretName move keeps its record in the old secret until the move is done.
+            (None, Request::Update(r)) => self.recorded(r.old_resource_properties.lenient()).await,
+            (record, _) => record,
+        };
         if let Some(answer) = record.as_ref().and_then(|read| self.late(&read.doc, &physical_id)) {
             return answer;
         }
         match request {
             Request::Create(r) => match r.resource_properties.strict() {
-                Ok(props) => self.create(props, r.resource_properties.sent(), record.as_ref()).await,
+                Ok(props) => Box::pin(self.create(props, r.resource_properties.sent(), record.as_ref())).await,
                 Err(e) => Answer::failed(fallback, e.to_string()),
             },
             Request::Update(r) => {
@@ -182,11 +186,11 @@ impl<P: Ports> Lifecycle<'_, P> {
                     Err(_) => r.resource_properties.lenient(),
                 };
                 let parsed = &r.resource_properties;
-                self.update(&r.physical_resource_id, parsed, old, record.as_ref()).await
+                Box::pin(self.update(&r.physical_resource_id, parsed, old, record.as_ref())).await
             }
             Request::Delete(r) => {
-                self.delete(&r.physical_resource_id, r.resource_properties.lenient())
-                    .await
+                let props = r.resource_properties.lenient();
+                Box::pin(self.delete(&r.physical_resource_id, props)).await
             }
             _ => Answer::failed(fallback, "unsupported RequestType".to_owned()),
         }
@@ -258,15 +262,26 @@ impl<P: Ports> Lifecycle<'_, P> {
             Err(reason) => return Answer::failed(failure_id(&self.stack, props), reason),
         };
         let made = Made::default();
-        let work = self.provisioner.converge(&target, &made);
+        let work = async {
+            let done = self.provisioner.converge(&target, &made).await?;
+            self.record(&target, &done, sent, &made).await
+        };
         match self.all_or_nothing(&target, &made, work).await {
-            Ok(done) => self.succeeded(&target, "created", &done, sent).await,
+            Ok(data) => Answer::success(target.physical_id.clone(), "created", data),
             Err(reason) => self.failed(target.physical_id.clone(), reason, record).await,
         }
     }
 
-    /// Answers `SUCCESS` with `done`'s `Data`, once the secret records what was applied.
-    async fn succeeded(&self, target: &Target, what: &str, done: &Provisioned, sent: &Map<String, Value>) -> Answer {
+    /// Records what was applied in the secret, inside the request's all-or-nothing work: every
+    /// request applied is recorded, a no-change one too (two calls; tests/calls.rs), so that a
+    /// late delivery of any request before it finds it newer. Returns the `Data` to answer with.
+    async fn record(
+        &self,
+        target: &Target,
+        done: &Provisioned,
+        sent: &Map<String, Value>,
+        made: &Made,
+    ) -> Result<BTreeMap<String, String>, ProvisionError> {
         let data = data::of(done);
         let applied = Applied {
             request_id: self.provisioner.context.request_id.to_owned(),
@@ -275,8 +290,8 @@ impl<P: Ports> Lifecycle<'_, P> {
             data: data.clone(),
             at: self.signed_at,
         };
-        self.provisioner.record_applied(&done.stored, applied).await;
-        Answer::success(target.physical_id.clone(), what, data)
+        self.provisioner.record_applied(&done.stored, applied, made).await?;
+        Ok(data)
     }
 
     /// The secret's current document, read before a request acts (`None` when it cannot be
@@ -351,10 +366,10 @@ impl<P: Ports> Lifecycle<'_, P> {
             let done = self.provisioner.converge(&target, &made).await?;
             self.provisioner.delete_previous_secret(&target).await?;
             self.remove_abandoned(old_physical_id, &target, previous).await?;
-            Ok(done)
+            self.record(&target, &done, parsed.sent(), &made).await
         };
         match self.all_or_nothing(&target, &made, work).await {
-            Ok(done) => self.succeeded(&target, "updated", &done, parsed.sent()).await,
+            Ok(data) => Answer::success(target.physical_id.clone(), "updated", data),
             // CloudFormation keeps the old physical id after a failed update.
             Err(reason) => self.failed(old_physical_id.to_owned(), reason, record).await,
         }

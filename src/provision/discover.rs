@@ -50,6 +50,13 @@ impl<P: Ports> Provisioner<'_, P> {
                 name: target.user.name.clone(),
             });
         }
+        if let Some(old) = old_secret.as_ref().filter(|o| super::secret::buried(target, o)) {
+            return Err(ProvisionError::Superseded(format!(
+                "secret {} this request would move the key from was scheduled for deletion by this resource's Delete \
+                 after this request was sent",
+                old.arn
+            )));
+        }
         Ok(Seen {
             user,
             secret: Standing::judge(target, secret)?,

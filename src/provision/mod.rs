@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::cloud_app_security::endpoint::AllowedHosts;
 use crate::key_material::{Applied, SecretDocument};
-use crate::ports::{CallError, Clock, Ports, RegistryError};
+use crate::ports::{CallError, Clock, Ports, RegistryError, CURRENT};
 use crate::progress::Progress;
 use crate::properties::TrailMode;
 
@@ -104,9 +104,12 @@ impl PartialEq for Stored {
 impl Eq for Stored {}
 
 impl<P: Ports> Provisioner<'_, P> {
-    /// Records a request answered `FAILED` in the secret's document as `read` before the
-    /// request (compare-and-swap from that version). Best effort, like [`Self::record_applied`].
+    /// Records a request answered `FAILED` in the secret `read` names, in its current document
+    /// (read again: the failed request may have written it; compare-and-swap from that
+    /// version). Best effort, like [`Self::record_applied`].
     pub(crate) async fn record_failed(&self, read: &secret::Read, failed: crate::key_material::FailedRequest) {
+        let current = secret::read(self.ports.secrets(), &read.arn, crate::ports::Version::Staged(CURRENT)).await;
+        let Ok(Some(read)) = current else { return };
         let mut doc = read.doc.clone();
         if doc.is_newer() || !doc.record_failed(failed) {
             return;
@@ -123,25 +126,24 @@ impl<P: Ports> Provisioner<'_, P> {
     }
 
     /// Records `applied` in the secret's current document (compare-and-swap from the version
-    /// the converge left). Best effort: a failure is logged, and only a later rollback to these
-    /// properties by an older release loses its record.
-    pub async fn record_applied(&self, stored: &Stored, applied: Applied) {
+    /// the converge left). A lost race means another invocation wrote the secret meanwhile and
+    /// recorded its own request; anything else fails the request, which is then undone.
+    pub async fn record_applied(&self, stored: &Stored, applied: Applied, made: &Made) -> Result<(), ProvisionError> {
         let mut doc = stored.doc.clone();
-        if !doc.record_applied(applied) {
-            return;
+        if !doc.record_applied(applied, true) {
+            return Ok(());
         }
         let token = secret::token(self.context.request_id, &doc.access_key_id, "applied");
         let text = doc.to_secret_text();
-        let made = Made::default();
         match self
-            .replace_current(&stored.arn, Some(&stored.version), &text, token, &made)
-            .await
+            .replace_current(&stored.arn, Some(&stored.version), &text, token, made)
+            .await?
         {
-            Ok(secret::Written::Current { .. }) => {}
-            Ok(secret::Written::Lost) => {
-                tracing::warn!("another invocation wrote the secret first; applied not recorded")
+            secret::Written::Current { .. } => Ok(()),
+            secret::Written::Lost => {
+                tracing::warn!("another invocation wrote the secret first; it recorded its own request");
+                Ok(())
             }
-            Err(e) => tracing::warn!(error = %e, "could not record the applied properties in the secret"),
         }
     }
 }

@@ -57,10 +57,7 @@ pub(super) enum Standing {
 impl Standing {
     /// Judges what discovery found; a secret of someone else fails the request.
     pub(super) fn judge(target: &Target, info: Option<SecretInfo>) -> Result<Standing, ProvisionError> {
-        let buried = |i: &SecretInfo| {
-            let deleted_later = i.deleted_at.zip(target.signed_at).is_some_and(|(d, s)| s < d);
-            i.pending_deletion && deleted_later && target.owner.owns(&i.tags)
-        };
+        let buried = |i: &SecretInfo| buried(target, i);
         match info {
             None => Ok(Standing::Absent),
             // This resource's own Delete, after the request was signed: a late delivery.
@@ -69,7 +66,11 @@ impl Standing {
                 target.secret_name
             ))),
             Some(i) if target.owner.owns(&i.tags) => Ok(Standing::Ours(i)),
-            Some(i) if i.pending_deletion && i.tags.contains_key(TAG_STACK_ID) => Ok(Standing::Leftover(i)),
+            // Only a Create (a connector deployed again) restores a leftover: an Update meeting
+            // one is a late delivery, or a SecretName change onto another connector's remains.
+            Some(i) if i.pending_deletion && i.tags.contains_key(TAG_STACK_ID) && target.before.is_none() => {
+                Ok(Standing::Leftover(i))
+            }
             Some(_) => Err(ProvisionError::Foreign {
                 kind: Kind::Secret,
                 name: target.secret_name.clone(),
@@ -84,6 +85,13 @@ impl Standing {
             Standing::Ours(i) | Standing::Leftover(i) => Some(i),
         }
     }
+}
+
+/// Whether `info` is this resource's secret, scheduled for deletion by its own Delete after
+/// `target`'s request was signed: a tombstone a late delivery must leave alone.
+pub(super) fn buried(target: &Target, info: &SecretInfo) -> bool {
+    let deleted_later = info.deleted_at.zip(target.signed_at).is_some_and(|(d, s)| s < d);
+    info.pending_deletion && deleted_later && target.owner.owns(&info.tags)
 }
 
 /// A document read from a secret, and where.

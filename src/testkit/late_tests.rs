@@ -14,31 +14,9 @@ use crate::ports::Clock;
 /// `e` with a `ResponseURL` signed `ago` seconds before the world's clock.
 fn signed(w: &World, mut e: Value, ago: u64) -> Value {
     let now = w.clock.now().duration_since(UNIX_EPOCH).unwrap().as_secs() - ago;
-    let t = time::from_epoch(now);
+    let t = super::amz_date(now);
     e["ResponseURL"] = json!(format!("http://127.0.0.1/response?X-Amz-Date={t}&X-Amz-Signature=0"));
     e
-}
-
-mod time {
-    /// Seconds since the epoch as `YYYYMMDDTHHMMSSZ` (civil from days, Howard Hinnant).
-    pub fn from_epoch(secs: u64) -> String {
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + u64::from(m <= 2);
-        format!(
-            "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
-    }
 }
 
 async fn send(w: &World, e: Value) -> Answer {

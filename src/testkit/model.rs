@@ -27,7 +27,7 @@ use super::{event, World, FUNCTION, STACK};
 use crate::cfn::response::{Answer, Status};
 use crate::cfn::Incoming;
 use crate::lifecycle::{self, Invocation};
-use crate::ports::{Tags, CURRENT};
+use crate::ports::{Clock, Tags, CURRENT};
 use crate::progress::Progress;
 
 const NEIGHBOUR_STACK: &str =
@@ -46,6 +46,8 @@ enum Change {
     UserPath,
     SecretName,
     Callback,
+    /// A typo: an invalid `UserName`. The Update fails; its rollback must succeed.
+    Typo,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -69,6 +71,11 @@ enum Op {
     Check {
         days: u8,
         switched: bool,
+    },
+    /// Lambda delivers an earlier request of CloudFormation's (the `back`-th last) again, late:
+    /// after its rollback, the next request, or the Delete.
+    Late {
+        back: u8,
     },
 }
 
@@ -99,6 +106,7 @@ fn change() -> impl Strategy<Value = Change> {
         Just(Change::UserPath),
         Just(Change::SecretName),
         Just(Change::Callback),
+        Just(Change::Typo),
     ]
 }
 
@@ -110,6 +118,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Op::Intruder),
         2 => proptest::option::weighted(0.3, change()).prop_map(|interrupt| Op::Rotate { interrupt }),
         2 => (0..9u8, any::<bool>()).prop_map(|(days, switched)| Op::Check { days, switched }),
+        2 => (0..4u8).prop_map(|back| Op::Late { back }),
     ];
     let delivery = prop_oneof![3 => Just(Delivery::Once), 1 => Just(Delivery::Again), 2 => Just(Delivery::AtOnce)];
     let fault = proptest::option::weighted(0.6, (0..40usize, any::<bool>()));
@@ -141,6 +150,8 @@ struct Model {
     rotated: u32,
     requests: u32,
     events: u32,
+    /// Every CloudFormation event sent, as sent (its `ResponseURL` signed then).
+    sent: Vec<Value>,
 }
 
 fn base_props() -> Value {
@@ -163,6 +174,7 @@ fn apply(change: Change, props: &Value) -> Value {
         Change::UserName => toggle(&mut p, "UserName", "CloudAppSecurity-test-b"),
         Change::UserPath => toggle(&mut p, "UserPath", "/cloud-app-security/moved/"),
         Change::SecretName => toggle(&mut p, "SecretName", "cloud-app-security/test-moved"),
+        Change::Typo => p["UserName"] = json!("bad name!"),
         Change::Callback => match p.get("CloudAppSecurityUrl") {
             Some(_) => {
                 let o = p.as_object_mut().unwrap();
@@ -202,6 +214,23 @@ impl Model {
         self.world.faults.fail_call(usize::MAX, false);
     }
 
+    /// Signs `event`'s `ResponseURL` now, as CloudFormation does when it sends a request, and
+    /// keeps it for a late delivery.
+    fn sign(&mut self, mut event: Value) -> Value {
+        if !event["ResponseURL"].as_str().is_some_and(|u| u.contains("X-Amz-Date")) {
+            let now = self
+                .world
+                .clock
+                .now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            event["ResponseURL"] = json!(format!("http://127.0.0.1/response?X-Amz-Date={}", super::amz_date(now)));
+            self.sent.push(event.clone());
+        }
+        event
+    }
+
     async fn invoke(&mut self, event: Value) -> Answer {
         self.events += 1;
         self.world.clock.advance(Duration::from_secs(5));
@@ -226,6 +255,7 @@ impl Model {
     async fn deliver(&mut self, step: &Step, event: Value) -> (Answer, Vec<Answer>) {
         self.requests += 1;
         self.world.clock.advance(Duration::from_secs(5));
+        let event = self.sign(event);
         self.arm(step);
         let answers = match step.delivery {
             Delivery::Once => vec![self.invoke(event).await],
@@ -269,6 +299,8 @@ impl Model {
     /// A request CloudFormation sends without faults, once (rollbacks, clean-ups, retries).
     async fn plain(&mut self, event: Value) -> Answer {
         self.requests += 1;
+        self.world.clock.advance(Duration::from_secs(1));
+        let event = self.sign(event);
         self.invoke(event).await
     }
 
@@ -287,6 +319,7 @@ impl Model {
             (Op::Intruder, _) => self.intruder(step).await,
             (Op::Rotate { interrupt }, Some(live)) => self.rotate(step, *interrupt, live).await,
             (Op::Check { days, switched }, Some(live)) => self.key_check(step, *days, *switched, live).await,
+            (Op::Late { back }, _) => self.late(step, *back).await,
             _ => Ok(()),
         }
     }
@@ -381,6 +414,30 @@ impl Model {
             props: new,
             physical_id: new_id,
         });
+        Ok(())
+    }
+
+    /// A late delivery changes nothing CloudFormation believes in; the invariant still holds
+    /// after it (checked by the caller), whatever it answers.
+    async fn late(&mut self, step: &Step, back: u8) -> Result<(), String> {
+        let Some(index) = self.sent.len().checked_sub(1 + usize::from(back)) else {
+            return Ok(());
+        };
+        let event = self.sent[index].clone();
+        // A late Create is recognised only by the tombstone its resource's Delete leaves (a
+        // secret scheduled for deletion: tests in late_tests.rs). One whose resource's secret
+        // was never made (the Create failed early) or deleted at once (a SecretName move,
+        // `SecretRecoveryWindowDays: 0`) finds no record: the window the README states.
+        if event["RequestType"] == "Create" {
+            return Ok(());
+        }
+        // Likewise an Update whose secrets (new and old names) no longer exist at all: moved
+        // away since and deleted at once, no tombstone left.
+        let gone = |props: &Value| self.world.secrets.secret(&secret_name(props)).is_none();
+        if gone(&event["ResourceProperties"]) && event.get("OldResourceProperties").is_none_or(gone) {
+            return Ok(());
+        }
+        let _ = self.deliver(step, event).await;
         Ok(())
     }
 
@@ -710,6 +767,7 @@ async fn run(steps: Vec<Step>, trace: bool) -> Result<(u32, u32, u32), String> {
         rotated: 0,
         requests: 0,
         events: 0,
+        sent: Vec::new(),
     };
     super::provision_tests::plant_credentials(&model.world);
     let neighbour = json!({"ConnectorName": "neighbour", "TrailMode": "Off", "VerifyKey": "false"});

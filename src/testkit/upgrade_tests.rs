@@ -77,10 +77,18 @@ async fn every_success_records_its_properties_and_data_in_the_current_layout() {
     assert_eq!(ids, ["r-tags", "r-create"]);
     let again = update(&w, "r-again", &next, &next).await;
     assert_eq!(again.status, Status::Success);
+    let ids: Vec<_> = w
+        .stored(SECRET)
+        .unwrap()
+        .bookkeeping
+        .applied
+        .iter()
+        .map(|a| a.request_id.clone())
+        .collect();
     assert_eq!(
-        w.stored(SECRET).unwrap().bookkeeping.applied[0].request_id,
-        "r-tags",
-        "nothing new to record"
+        ids,
+        ["r-again", "r-create"],
+        "the newest request replaces the entry of the same properties"
     );
 }
 
