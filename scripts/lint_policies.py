@@ -62,9 +62,15 @@ SCENARIOS = {
         "CloudAppSecurityUrl": "https://contoso.eu2.portal.cloudappsecurity.com",
         "TrailMode": "Create",
         "TrailBucketAccessLogBucket": "access-logs-example",
+        # deploy/stackset.yaml's forms of the account-specific parameters (scripts/limits.py): a
+        # KMS alias cannot name another account's key.
+        "TrailKmsKeyAlias": "alias/cloudtrail",
+        "SecretKmsKeyAlias": "alias/secrets",
+        "TrailBucketAccessLogBucketPrefix": "access-logs",
     },
     "own boundary": {
         "PermissionsBoundaryArn": f"arn:aws:iam::{ACCOUNT}:policy/my-boundary",
+        "PermissionsBoundaryName": "my-boundary",
         "EntraClientSecret": "secret",
         "TrailMode": "Off",
     },

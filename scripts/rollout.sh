@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Organization rollout with a service-managed StackSet: see scripts/rollout.py --help.
 # Installs only what the rollout itself needs into .venv/rollout/: boto3 and PyYAML
-# (scripts/requirements-rollout.txt) and, when it must build the zip (no --zip, no --dry-run),
+# (scripts/requirements-rollout.txt) and, when `deploy` must build the zip (no --zip, no --dry-run),
 # cargo-lambda with zig (scripts/requirements-build.txt). Needs Python 3, and Rust to build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build=yes
+# Only `deploy` builds the zip, and not with --zip or --dry-run.
+build=no
+case "${1:-}" in deploy|--?*) build=yes ;; esac   # no command at all is `deploy`, as in the first releases
 for arg in "$@"; do
   case "$arg" in
     --zip|--zip=*|--dry-run|-h|--help) build=no ;;

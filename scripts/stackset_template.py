@@ -5,7 +5,10 @@ in its own region. The StackSet template is therefore template.yaml with the fun
 out as AWS::Lambda::Function and its code read from <ArtifactBucketPrefix>-<region>/<ArtifactKey>.
 Everything else — the role's statements, the boundary, the bucket, the resource's properties (the
 release's CodeVersion included, so a release reaches every connector as an Update), the
-parameters — is the same, which tests/python/test_templates.py checks. Resource Metadata is kept
+parameters — is the same, which tests/python/test_templates.py checks, except the parameters that
+name one account (scripts/limits.py ACCOUNT_SPECIFIC_PARAMETERS): one StackSet value goes to every
+account, so each takes a form resolved in each account instead (NEUTRAL below): a policy name, a
+KMS alias, an SNS topic name, a bucket-name prefix completed with the account and region. Resource Metadata is kept
 (checkov skips and their reasons), except SAM's build settings; the Serverless Application
 Repository's metadata is not (the StackSet template is not published there).
 
@@ -13,11 +16,15 @@ Usage: stackset_template.py [--check]   (--check: exit 1 if deploy/stackset.yaml
 """
 
 import copy
+import json
 import os
 import sys
 
 import yaml
 from cfnlint.decode import cfn_yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import limits  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "template.yaml")
@@ -82,6 +89,119 @@ def lambda_function(sam_resource):
     return function
 
 
+# template.yaml's parameter -> (the StackSet's parameter, the condition that says it is given, the
+# value built from it in each account). In Conditions and Rules a reference is replaced by the new
+# parameter (empty exactly when the old one is); elsewhere by the value, under the condition.
+NEUTRAL = {
+    "PermissionsBoundaryArn": ("OwnBoundary", {
+        "Type": "String",
+        "Default": "",
+        # arn:aws-us-gov:iam::123456789012:policy/ and this stay within the ARN's 300 characters.
+        "MaxLength": 260,
+        "AllowedPattern": "^$|^([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,128}$",
+        "Description": "Your own permissions boundary for the connector's IAM user, by name (with its path, if any: "
+                       "team/boundary), a managed policy of that name in every account; empty = the boundary this "
+                       "stack creates. (template.yaml: PermissionsBoundaryArn.)",
+    }, {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/${PermissionsBoundaryName}"}),
+    "SecretKmsKeyArn": ("HasKmsKey", {
+        "Type": "String",
+        "Default": "",
+        "AllowedPattern": "^$|^alias/[A-Za-z0-9/_-]{1,250}$",
+        "Description": "Optional customer managed KMS key for the secrets, by alias (alias/...), a key of that alias "
+                       "in every account and region; empty = the AWS managed key. (template.yaml: SecretKmsKeyArn, "
+                       "which may name another account's key.)",
+    }, {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:${SecretKmsKeyAlias}"}),
+    "TrailKmsKeyArn": ("HasTrailKmsKey", {
+        "Type": "String",
+        "Default": "",
+        "AllowedPattern": "^$|^alias/[A-Za-z0-9/_-]{1,250}$",
+        "Description": "Optional KMS key, by alias (alias/...) of a key in every account and region, that a trail "
+                       "this stack creates encrypts its log files with (CIS: CloudTrail logs encrypted with KMS); "
+                       "its key policy must let cloudtrail.amazonaws.com use it. Empty = SSE-S3. (template.yaml: "
+                       "TrailKmsKeyArn.)",
+    }, {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:${TrailKmsKeyAlias}"}),
+    "AlarmTopicArn": ("HasAlarmTopic", {
+        "Type": "String",
+        "Default": "",
+        "AllowedPattern": "^$|^[A-Za-z0-9_-]{1,256}$",
+        "Description": "Optional SNS topic, by name (a topic of that name in every account and region), that the "
+                       "alarms notify; empty = the stack creates a topic (output AlarmTopicArn) so every alarm has an "
+                       "action. (template.yaml: AlarmTopicArn.)",
+    }, {"Fn::Sub": "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:${AlarmTopicName}"}),
+    "TrailBucketAccessLogBucket": ("LogTrailBucketAccess", {
+        "Type": "String",
+        "Default": "",
+        # <prefix>-<12-digit account>-<region of up to 15 characters> stays within 63.
+        "AllowedPattern": "^$|^[a-z0-9][a-z0-9-]{0,32}[a-z0-9]$",
+        "Description": "Optional server access log bucket of the trail bucket, named <prefix>-<AccountId>-<Region> in "
+                       "every account (the Landing Zone Accelerator's is aws-accelerator-s3-access-logs); it must let "
+                       "logging.s3.amazonaws.com write. Empty = the trail bucket logs its own access under "
+                       "access-logs/. (template.yaml: TrailBucketAccessLogBucket.)",
+    }, {"Fn::Sub": "${TrailBucketAccessLogBucketPrefix}-${AWS::AccountId}-${AWS::Region}"}),
+}
+assert set(NEUTRAL) == set(limits.ACCOUNT_SPECIFIC_PARAMETERS)
+
+
+def renamed(node, old, new):
+    """Conditions and Rules: a reference to `old` becomes one to `new`."""
+    if isinstance(node, dict):
+        if node == {"Ref": old}:
+            return {"Ref": new}
+        return {k: renamed(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [renamed(v, old, new) for v in node]
+    return node
+
+
+def valued(node, old, condition, value, guarded=False):
+    """Resources and Outputs: a reference to `old` becomes the value built in the account, under the
+    condition that the parameter is given (directly inside the true branch of an Fn::If of it)."""
+    if isinstance(node, dict):
+        if node == {"Ref": old}:
+            return value if guarded else {"Fn::If": [condition, value, ""]}
+        if list(node) == ["Fn::If"] and node["Fn::If"][0] == condition:
+            name, yes, no = node["Fn::If"]
+            return {"Fn::If": [name, valued(yes, old, condition, value, True),
+                               valued(no, old, condition, value, guarded)]}
+        if list(node) == ["Fn::Sub"] and old in json.dumps(node):
+            raise SystemExit(f"scripts/stackset_template.py: a !Sub names {old}; give it a form here")
+        return {k: valued(v, old, condition, value, guarded) for k, v in node.items()}
+    if isinstance(node, list):
+        return [valued(v, old, condition, value, guarded) for v in node]
+    return node
+
+
+def neutral(node, section="Resources"):
+    """A node of template.yaml as the StackSet template has it (no parameter naming one account)."""
+    for old, (condition, _, value) in NEUTRAL.items():
+        new = limits.ACCOUNT_SPECIFIC_PARAMETERS[old]
+        if section in ("Conditions", "Rules"):
+            node = renamed(node, old, new)
+        else:
+            node = valued(node, old, condition, value)
+    return node
+
+
+def account_neutral(t):
+    """Replaces template.yaml's account-specific parameters (NEUTRAL), in place."""
+    params = {}
+    for name, definition in t["Parameters"].items():
+        if name in NEUTRAL:
+            params[limits.ACCOUNT_SPECIFIC_PARAMETERS[name]] = NEUTRAL[name][1]
+        else:
+            params[name] = definition
+    t["Parameters"] = params
+    for section in ("Conditions", "Rules", "Resources", "Outputs"):
+        if section in t:
+            t[section] = neutral(t[section], section)
+    for group in t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]:
+        group["Parameters"] = [limits.ACCOUNT_SPECIFIC_PARAMETERS.get(p, p) for p in group["Parameters"]]
+    labels = t["Metadata"]["AWS::CloudFormation::Interface"].get("ParameterLabels", {})
+    for old in list(labels):
+        if old in NEUTRAL:
+            labels[limits.ACCOUNT_SPECIFIC_PARAMETERS[old]] = labels.pop(old)
+
+
 def derive(template):
     t = copy.deepcopy(template)
     del t["Transform"]
@@ -101,6 +221,7 @@ def derive(template):
     groups.append({"Label": {"default": "Code artifact"}, "Parameters": ["ArtifactBucketPrefix", "ArtifactKey"]})
 
     t["Resources"]["ConnectorFunction"] = lambda_function(t["Resources"]["ConnectorFunction"])
+    account_neutral(t)
     return t
 
 

@@ -246,7 +246,7 @@ ALLOWED = {
     "a new resource": set_in(["Resources", "Extra"], {"Type": "AWS::Logs::LogGroup", "Properties": {}}),
     "a removed resource that is not the connector": delete(["Resources", "KeySwitchNotSeenAlarm"]),
     "a new parameter with a default": add_parameter({"Type": "String", "Default": ""}),
-    "a removed parameter with a default": delete(["Parameters", "AlarmTopicArn"]),
+    "a removed parameter with a default": delete(["Parameters", "AllowedHosts"]),
     "a new output": set_in(["Outputs", "Extra"], {"Value": "x"}),
     "a removed output that is not exported": delete(["Outputs", "PortalUrl"]),
 }

@@ -13,6 +13,7 @@ import re
 import pytest
 from cfnlint.decode import cfn_yaml
 
+import limits
 import lint_policies
 import stackset_template
 from conftest import REPO
@@ -184,18 +185,27 @@ def test_no_statement_grants_a_wildcard_action():
             assert action != "*" and not action.endswith(":*"), f"{statement.get('Sid')}: {action}"
 
 
+def expected_in(template):
+    """EXPECTED as the template has it: the StackSet template's account-specific parameters take
+    their account-neutral form (scripts/stackset_template.py NEUTRAL)."""
+    if template is SAM_T:
+        return EXPECTED
+    return {a: [tuple(stackset_template.neutral(list(g))) for g in grants] for a, grants in EXPECTED.items()}
+
+
 @TEMPLATES
 def test_every_action_of_the_role_is_allowed_only_on_its_resources_under_its_conditions(template):
     seen = set()
+    expected = expected_in(template)
     for statement in role_statements(template):
         assert statement["Effect"] == "Allow" and re.fullmatch(r"[A-Za-z0-9]+", statement["Sid"])
         for action in actions(statement):
-            allowed = EXPECTED.get(action)
+            allowed = expected.get(action)
             assert allowed, f"{statement['Sid']}: {action} is not in the role's contract (EXPECTED)"
             grant = (statement["Resource"], statement.get("Condition"))
             assert grant in allowed, f"{statement['Sid']}: {action} on {grant}"
             seen.add((action, json.dumps(grant, sort_keys=True)))
-    missing = {(a, json.dumps(g, sort_keys=True)) for a, grants in EXPECTED.items() for g in grants} - seen
+    missing = {(a, json.dumps(g, sort_keys=True)) for a, grants in expected.items() for g in grants} - seen
     assert not missing, f"the role lacks {sorted(missing)}"
 
 
@@ -246,7 +256,8 @@ def test_every_arn_and_service_host_names_the_partition(template):
         assert "arn:aws:" not in text and "arn:aws-" not in text, text
         for arn in re.findall(r"arn:(?:\$\{[^}]*\}|[^:$]*):", text):
             assert arn == "arn:${AWS::Partition}:", text
-        assert "amazonaws.com" not in text or re.fullmatch(r"[a-z0-9-]+\.amazonaws\.com", text), text
+        # Service principals (cloudtrail.amazonaws.com, logging.s3.amazonaws.com) only.
+        assert "amazonaws.com" not in text or re.fullmatch(r"[a-z0-9-]+(\.s3)?\.amazonaws\.com", text), text
     # Service hosts follow the partition's URL suffix (amazonaws.com.cn in China).
     doc = template["Resources"]["ConnectorSecretsPolicy"]["Properties"]["PolicyDocument"]
     kms = [s for st in doc["Statement"] for s in branches(st) if "kms:Decrypt" in actions(s)]
@@ -345,7 +356,8 @@ def test_the_deployer_may_leave_bucket_acl_changes_out_of_the_boundary(template)
                    for s in without.values() if s["Effect"] == "Allow" for p in actions(s))
     # With the deployer's own boundary the parameter would do nothing: a rule keeps it "true" there.
     rule = template["Rules"]["OwnBoundaryDecidesBucketAcl"]
-    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "PermissionsBoundaryArn"}, ""]}]}
+    own = "PermissionsBoundaryArn" if template is SAM_T else "PermissionsBoundaryName"
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": own}, ""]}]}
     assert rule["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "AllowBucketAclChanges"}, "true"]}
 
 
@@ -425,12 +437,16 @@ def test_the_resource_and_function_are_wired_for_a_safe_deployment():
 def test_the_trail_bucket_is_private_encrypted_tls_only_and_kept():
     r = SAM_T["Resources"]
     bucket = r["TrailBucket"]
-    assert bucket["DeletionPolicy"] == "Retain"
+    # Kept on the stack's deletion, never after a failed creation (SPEC "Deployment").
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+    assert (r["TrailBucketPolicy"]["DeletionPolicy"], r["TrailBucketPolicy"]["UpdateReplacePolicy"]) == (
+        "RetainExceptOnCreate", "Retain")
     props = bucket["Properties"]
     assert all(props["PublicAccessBlockConfiguration"].values())
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert props["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == {"Ref": "TrailLogRetentionDays"}
-    policy = {s["Sid"]: s for s in r["TrailBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]}
+    policy = {s["Sid"]: s for st in r["TrailBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+              for s in branches(st)}
     assert policy["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     for sid in ("CloudTrailAclCheck", "CloudTrailWrite"):
         assert "aws:SourceArn" in policy[sid]["Condition"]["StringEquals"]
@@ -440,16 +456,27 @@ def test_the_trail_bucket_is_private_encrypted_tls_only_and_kept():
 def test_the_trail_and_its_bucket_can_meet_the_cis_checks(template):
     r = template["Resources"]
     # CloudTrail logs encrypted with a KMS key of the deployer's (the function creates the trail).
-    assert r["Connector"]["Properties"]["TrailKmsKeyId"] == {"Ref": "TrailKmsKeyArn"}
-    assert template["Parameters"]["TrailKmsKeyArn"]["Default"] == ""
-    # Server access logging on the CloudTrail bucket, to a bucket the deployer names.
+    key = {"Ref": "TrailKmsKeyArn"}
+    assert r["Connector"]["Properties"]["TrailKmsKeyId"] == (key if template is SAM_T else stackset_template.neutral(key))
+    assert template["Parameters"]["TrailKmsKeyArn" if template is SAM_T else "TrailKmsKeyAlias"]["Default"] == ""
+    # Server access logging on the CloudTrail bucket, always: to a bucket the deployer names, or to
+    # itself under access-logs/, which its policy lets S3's logging service write (only there).
+    log_bucket = stackset_template.neutral({"Ref": "TrailBucketAccessLogBucket"}) if template is STACKSET_T else {
+        "Ref": "TrailBucketAccessLogBucket"}
+    if template is STACKSET_T:
+        log_bucket = log_bucket["Fn::If"][1]
     assert r["TrailBucket"]["Properties"]["LoggingConfiguration"] == {"Fn::If": [
         "LogTrailBucketAccess",
-        {"DestinationBucketName": {"Ref": "TrailBucketAccessLogBucket"},
-         "LogFilePrefix": {"Fn::Sub": "${AWS::StackName}/trail-bucket/"}},
-        {"Ref": "AWS::NoValue"}]}
-    assert template["Conditions"]["LogTrailBucketAccess"] == {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": "TrailBucketAccessLogBucket"}, ""]}]}
+        {"DestinationBucketName": log_bucket, "LogFilePrefix": {"Fn::Sub": "${AWS::StackName}/trail-bucket/"}},
+        {"LogFilePrefix": "access-logs/"}]}
+    name = "TrailBucketAccessLogBucket" if template is SAM_T else "TrailBucketAccessLogBucketPrefix"
+    assert template["Conditions"]["LogTrailBucketAccess"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": name}, ""]}]}
+    own = [s for st in r["TrailBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+           if "Fn::If" in st for s in branches(st)]
+    assert own == [{"Sid": "S3ServerAccessLogs", "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
+                    "Action": "s3:PutObject", "Resource": {"Fn::Sub": "${TrailBucket.Arn}/access-logs/*"},
+                    "Condition": {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["TrailBucket", "Arn"]}},
+                                  "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}}]
 
 
 def test_the_stackset_template_is_generated_from_template_yaml():
@@ -459,15 +486,20 @@ def test_the_stackset_template_is_generated_from_template_yaml():
 
 def test_the_stackset_template_has_not_drifted():
     stackset = load(STACKSET)
-    assert role_statements(stackset) == ROLE
-    for name in ("ConnectorUserBoundary", "ConnectorPolicy", "ConnectorSecretsPolicy", "ConnectorRole", "TrailBucket"):
-        assert stackset["Resources"][name] == SAM_T["Resources"][name], name
-    assert stackset["Rules"] == SAM_T["Rules"] and stackset["Conditions"] == SAM_T["Conditions"]
+    neutral = stackset_template.neutral
+    assert role_statements(stackset) == [neutral(s) for s in ROLE]
+    for name in ("ConnectorUserBoundary", "ConnectorPolicy", "ConnectorSecretsPolicy", "ConnectorRole", "TrailBucket",
+                 "TrailBucketPolicy", "PropertiesCheck", "AlarmTopic"):
+        assert stackset["Resources"][name] == neutral(SAM_T["Resources"][name]), name
+    assert stackset["Rules"] == neutral(SAM_T["Rules"], "Rules")
+    assert stackset["Conditions"] == neutral(SAM_T["Conditions"], "Conditions")
     # The resource's properties, CodeVersion (the release) included.
-    assert stackset["Resources"]["Connector"]["Properties"] == SAM_T["Resources"]["Connector"]["Properties"]
+    assert stackset["Resources"]["Connector"]["Properties"] == neutral(SAM_T["Resources"]["Connector"]["Properties"])
     for name, definition in SAM_T["Parameters"].items():
-        assert stackset["Parameters"][name] == definition, name
-    assert set(stackset["Parameters"]) - set(SAM_T["Parameters"]) == {"ArtifactBucketPrefix", "ArtifactKey"}
+        if name not in limits.ACCOUNT_SPECIFIC_PARAMETERS:
+            assert stackset["Parameters"][name] == definition, name
+    assert set(stackset["Parameters"]) - set(SAM_T["Parameters"]) == {
+        "ArtifactBucketPrefix", "ArtifactKey", *limits.ACCOUNT_SPECIFIC_PARAMETERS.values()}
     assert "Transform" not in stackset
     code = stackset["Resources"]["ConnectorFunction"]["Properties"]["Code"]
     assert code["S3Bucket"] == {"Fn::Sub": "${ArtifactBucketPrefix}-${AWS::Region}"}
@@ -475,9 +507,12 @@ def test_the_stackset_template_has_not_drifted():
 
 def test_the_artifact_bucket_is_readable_by_the_organization_only_over_tls():
     t = load(os.path.join(REPO, "deploy", "artifact-bucket.yaml"))
-    policy = {s["Sid"]: s for s in t["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]}
+    policy = {s["Sid"]: s for st in t["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+              for s in branches(st)}
     read = policy["OrganizationReadsCode"]
     assert read["Action"] == "s3:GetObject"
+    # The code only (scripts/rollout.py's keys), never the bucket's own access logs.
+    assert read["Resource"] == {"Fn::Sub": "${ArtifactBucket.Arn}/cloud-app-security-connector/*"}
     assert read["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}
     assert policy["DenyInsecureTransport"]["Effect"] == "Deny"
     assert t["Resources"]["ArtifactBucket"]["Properties"]["BucketName"] == {
