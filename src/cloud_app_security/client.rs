@@ -127,7 +127,11 @@ impl Registry for Client {
             what: "the request",
             detail: e.to_string(),
         })?;
-        let scrub = [auth.expose(), registration.secret_access_key.expose()];
+        let scrub = [
+            auth.expose(),
+            bare(auth.expose()),
+            registration.secret_access_key.expose(),
+        ];
         let request = || {
             self.http
                 .put(url.clone())
@@ -142,11 +146,9 @@ impl Registry for Client {
         }
         match answer.status {
             200 | 201 => serde_json::from_slice::<Registered>(&answer.body)
-                .map(|r| r.id)
-                .map_err(|e| RegistryError::BadAnswer {
-                    what: WHAT,
-                    detail: e.to_string(),
-                }),
+                .map_err(|e| e.to_string())
+                .and_then(|r| connector_id(r.id))
+                .map_err(|detail| RegistryError::BadAnswer { what: WHAT, detail }),
             status => Err(RegistryError::Rejected {
                 status,
                 message: service_message(&answer.body, &scrub),
@@ -157,7 +159,7 @@ impl Registry for Client {
     async fn remove(&self, tenant: &Tenant<'_>, key: &str, deadline: Instant) -> Result<(), RegistryError> {
         let url = connector_url(tenant.url, key);
         let auth = self.authorization(tenant.credentials, deadline).await?;
-        let scrub = [auth.expose()];
+        let scrub = [auth.expose(), bare(auth.expose())];
         let request = || self.http.delete(url.clone()).header(AUTHORIZATION, auth.expose());
         let answer = send("Cloud App Security", request, deadline, &scrub).await?;
         match answer.status {
@@ -191,6 +193,30 @@ fn connector_url(base: &Url, key: &str) -> Url {
 }
 
 /// The service's own message, short and scrubbed: it may echo what was sent.
+/// The longest connector id accepted: it goes into `Data` (`ConnectorId`), and CloudFormation's
+/// answer must stay within 4096 bytes whatever the tenant sends.
+const MAX_CONNECTOR_ID: usize = 128;
+
+/// A tenant's connector id, if it is one: 1–128 printable ASCII characters without spaces.
+fn connector_id(id: String) -> Result<String, String> {
+    let ok = (1..=MAX_CONNECTOR_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic());
+    match ok {
+        true => Ok(id),
+        false => Err(format!(
+            "the connector id it answered is not 1-{MAX_CONNECTOR_ID} printable characters ({} bytes)",
+            id.len()
+        )),
+    }
+}
+
+/// The credential in an `Authorization` value (`Token <t>`, `Bearer <t>`): a tenant may echo it
+/// bare in an error message, and it must not reach a `Reason` either way.
+fn bare(header: &str) -> &str {
+    header
+        .split_once(' ')
+        .map_or(header, |(_, credential)| credential.trim())
+}
+
 fn service_message(body: &[u8], scrub: &[&str]) -> String {
     let text = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(json) => ["message", "error_description", "detail", "error"]
@@ -226,8 +252,22 @@ mod tests {
             "AADSTS7000215"
         );
         assert_eq!(service_message(b"", &[]), "(no message)");
+        let header = "Token abc123";
+        assert_eq!(
+            service_message(br#"{"detail": "token abc123 is not valid"}"#, &[header, bare(header)]),
+            "token *** is not valid",
+            "the bare token too"
+        );
         let long = "x".repeat(1000);
         assert_eq!(service_message(long.as_bytes(), &[]).chars().count(), 301);
+    }
+
+    #[test]
+    fn a_connector_id_is_bounded() {
+        assert_eq!(connector_id("conn-1".into()), Ok("conn-1".into()));
+        assert!(connector_id("x".repeat(129)).is_err());
+        assert!(connector_id(String::new()).is_err());
+        assert!(connector_id("a b".into()).is_err());
     }
 
     #[test]
