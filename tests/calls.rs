@@ -108,16 +108,18 @@ async fn created(env: &Env, proxy: &Proxy) -> (Value, String) {
 }
 
 #[tokio::test]
-/// The first call reads the secret's record (a late delivery acts on nothing); the last two
+/// The first round trip reads the secret's record, its tags and value together (a late delivery
+/// acts on nothing; another stack's secret is never read as a record); the last two
 /// record the request, its properties and `Data` in the secret (what tells a later request's
 /// late duplicate apart, and what an older release answers a rollback from).
-async fn a_portal_create_with_the_trail_off_makes_nine_calls_in_seven_round_trips() {
+async fn a_portal_create_with_the_trail_off_makes_ten_calls_in_seven_round_trips() {
     let (env, proxy) = counted().await;
     assert_success(&env.create(props(&env)).await);
     assert_calls(
         "Create",
         &proxy.take(),
         &[
+            "secretsmanager:DescribeSecret",
             "secretsmanager:GetSecretValue",
             "iam:GetUser",
             "secretsmanager:DescribeSecret",
@@ -132,7 +134,8 @@ async fn a_portal_create_with_the_trail_off_makes_nine_calls_in_seven_round_trip
     );
 }
 
-/// A repeated delivery is answered from the record: one read.
+/// A repeated delivery is answered from the record: one read (the secret's tags and value,
+/// together).
 #[tokio::test]
 async fn the_same_create_delivered_again_only_reads_the_record() {
     let (env, proxy) = counted().await;
@@ -142,7 +145,8 @@ async fn the_same_create_delivered_again_only_reads_the_record() {
     assert_eq!(again["PhysicalResourceId"], physical_id.as_str());
     let calls = proxy.take();
     assert_reads_only("the repeated Create", &calls);
-    assert_calls("the repeated Create", &calls, &["secretsmanager:GetSecretValue"], 1);
+    let record = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"];
+    assert_calls("the repeated Create", &calls, &record, 1);
 }
 
 /// The first read is the record, before anything acts: a document a newer release wrote is
@@ -160,6 +164,7 @@ async fn a_no_change_update_only_reads_and_records_the_request() {
         "the no-change Update",
         &calls,
         &[
+            "secretsmanager:DescribeSecret",
             "secretsmanager:GetSecretValue",
             "iam:GetUser",
             "secretsmanager:DescribeSecret",
@@ -175,7 +180,7 @@ async fn a_no_change_update_only_reads_and_records_the_request() {
 }
 
 #[tokio::test]
-async fn a_delete_of_a_clean_user_makes_at_most_nine_calls() {
+async fn a_delete_of_a_clean_user_makes_at_most_ten_calls() {
     let (env, proxy) = counted().await;
     let (_, physical_id) = created(&env, &proxy).await;
     assert_success(&env.delete(&physical_id, props(&env)).await);
@@ -183,6 +188,7 @@ async fn a_delete_of_a_clean_user_makes_at_most_nine_calls() {
         "Delete",
         &proxy.take(),
         &[
+            "secretsmanager:DescribeSecret",
             "secretsmanager:GetSecretValue",
             "iam:GetUser",
             "secretsmanager:DescribeSecret",
@@ -207,6 +213,7 @@ async fn verifying_the_key_adds_three_calls_in_two_round_trips() {
         "Create with VerifyKey",
         &proxy.take(),
         &[
+            "secretsmanager:DescribeSecret",
             "secretsmanager:GetSecretValue",
             "iam:GetUser",
             "secretsmanager:DescribeSecret",

@@ -22,7 +22,7 @@ use crate::progress::Progress;
 use serde_json::{Map, Value};
 
 use crate::key_material::{Applied, FailedRequest, SecretDocument};
-use crate::ports::{Version, CURRENT};
+use crate::ports::{CallError, ErrorKind, SecretStore, Version, CURRENT};
 use crate::properties::{Parsed, Properties};
 use crate::provision::secret::{self, Read};
 use crate::provision::{steps, Context, DeleteTarget, Made, ProvisionError, Provisioned, Provisioner, Target};
@@ -166,8 +166,12 @@ impl<P: Ports> Lifecycle<'_, P> {
         };
         let record = match (self.recorded(parsed.lenient()).await, &request) {
             // A SecretName move keeps its record in the old secret until the move is done.
-            (None, Request::Update(r)) => self.recorded(r.old_resource_properties.lenient()).await,
+            (Ok(None), Request::Update(r)) => self.recorded(r.old_resource_properties.lenient()).await,
             (record, _) => record,
+        };
+        let record = match record {
+            Ok(record) => record,
+            Err(reason) => return Answer::failed(physical_id, reason),
         };
         if let Some(answer) = record.as_ref().and_then(|read| self.late(&read.doc, &physical_id)) {
             return answer;
@@ -294,14 +298,31 @@ impl<P: Ports> Lifecycle<'_, P> {
         Ok(data)
     }
 
-    /// The secret's current document, read before a request acts (`None` when it cannot be
-    /// read: absent, pending deletion, another's, not ours in format — discovery then judges
-    /// it as usual).
-    async fn recorded(&self, props: &Properties) -> Option<Read> {
+    /// This resource's secret and its current document, read (together) before a request acts:
+    /// `None` when there is none of ours — absent, pending deletion, another stack's by its
+    /// tags (never read as a record, never written), not in our format, or refused to this role
+    /// (discovery then judges it as usual). Any other failure fails the request: acting without
+    /// the record could let a late delivery through.
+    async fn recorded(&self, props: &Properties) -> Result<Option<Read>, String> {
         let name = props.resolve(&self.stack.account_id).secret_name;
         let secrets = self.provisioner.ports.secrets();
-        let read = secret::read(secrets, &name, Version::Staged(CURRENT)).await;
-        read.ok().flatten()
+        let (info, read) = futures::join!(
+            secrets.describe(&name),
+            secret::read(secrets, &name, Version::Staged(CURRENT))
+        );
+        let denied = |e: &CallError| e.kind == ErrorKind::AccessDenied;
+        let info = match info {
+            Ok(info) => info,
+            Err(e) if denied(&e) => return Ok(None),
+            Err(e) => return Err(format!("reading the record in secret {name}: {e}")),
+        };
+        let ours = info.is_some_and(|i| self.owner.owns(&i.tags) && !i.pending_deletion);
+        match read {
+            Ok(read) => Ok(read.filter(|_| ours)),
+            Err(_) if !ours => Ok(None),
+            Err(e) if denied(&e) => Ok(None),
+            Err(e) => Err(format!("reading the record in secret {name}: {e}")),
+        }
     }
 
     /// Answers `FAILED`, remembering the request in the secret it read before acting.

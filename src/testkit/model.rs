@@ -830,6 +830,16 @@ const FOUND: &[(&str, &str)] = &[
          scheduled its deletion made room for a key by deleting the moved one (no active key left)",
         r#"[{"op":{"Rotate":{"interrupt":null}},"delivery":"Once","fault":null,"second_wins":false,"seed":17124923733586542425},{"op":"Create","delivery":"Again","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"KeyVersion","then_rollback":true}},"delivery":"AtOnce","fault":null,"second_wins":false,"seed":0},{"op":{"Check":{"days":1,"switched":true}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"SecretName","then_rollback":false}},"delivery":"AtOnce","fault":null,"second_wins":false,"seed":0}]"#,
     ),
+    (
+        "a late SecretName move whose record read failed acted blind: it moved the key away from the \
+         secret the rollback had restored",
+        r#"[{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"SecretName","then_rollback":true}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Late":{"back":1}},"delivery":"Once","fault":[1,false],"second_wins":false,"seed":0}]"#,
+    ),
+    (
+        "a late Update, after the Delete and another stack's Create and Delete, restored the other \
+         stack's leftover and brought the user back",
+        r#"[{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"KeyVersion","then_rollback":false}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":"Delete","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":"Intruder","delivery":"Again","fault":null,"second_wins":false,"seed":0},{"op":{"Late":{"back":3}},"delivery":"Once","fault":null,"second_wins":false,"seed":0}]"#,
+    ),
 ];
 
 #[test]
