@@ -46,7 +46,15 @@ impl<P: Ports> Provisioner<'_, P> {
         let (state, connector) = self
             .register(target, credentials.as_ref(), state, trail_arn, made)
             .await?;
-        self.retire(target, &state).await?;
+        let retired = self.retire(target, &state).await?;
+        // A previous key's secret half is kept only while the key exists (a rollback may hand
+        // it back); once it is gone, the record of it goes with the next write.
+        // (Only for a key of this user: the listing is this user's.)
+        let previous_gone = state.doc.bookkeeping.previous.as_ref().is_some_and(|p| {
+            p.user_name == target.user.name
+                && (retired.contains(&p.access_key_id)
+                    || !state.listed.iter().any(|k| k.access_key_id == p.access_key_id))
+        });
         let description = state
             .before
             .as_ref()
@@ -68,13 +76,14 @@ impl<P: Ports> Provisioner<'_, P> {
                 arn: state.arn.clone(),
                 version: state.version.clone(),
                 doc: state.doc,
+                previous_gone,
             },
         })
     }
 
     /// Deletes the stale keys: every key that is neither stored, awaiting a paste, nor possibly
     /// about to be stored by another invocation.
-    async fn retire(&self, target: &Target, state: &KeyState) -> Result<(), ProvisionError> {
+    async fn retire(&self, target: &Target, state: &KeyState) -> Result<Vec<String>, ProvisionError> {
         self.progress.set(steps::RETIRE);
         let awaiting = state
             .doc
@@ -91,7 +100,8 @@ impl<P: Ports> Provisioner<'_, P> {
         if let Some(replaced) = state.replaced.as_ref().filter(|id| !stale.contains(id)) {
             stale.push(replaced.clone());
         }
-        self.delete_keys(&target.user.name, &stale).await
+        self.delete_keys(&target.user.name, &stale).await?;
+        Ok(stale)
     }
 
     /// Turns scheduled rotation on or off to match `RotationDays`.

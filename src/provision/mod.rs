@@ -84,6 +84,8 @@ pub struct Stored {
     /// The current version.
     pub version: String,
     doc: SecretDocument,
+    /// Whether the key the document records as `previous` no longer exists.
+    previous_gone: bool,
 }
 
 impl std::fmt::Debug for Stored {
@@ -130,6 +132,9 @@ impl<P: Ports> Provisioner<'_, P> {
     /// recorded its own request; anything else fails the request, which is then undone.
     pub async fn record_applied(&self, stored: &Stored, applied: Applied, made: &Made) -> Result<(), ProvisionError> {
         let mut doc = stored.doc.clone();
+        if stored.previous_gone {
+            doc.bookkeeping.previous = None;
+        }
         if !doc.record_applied(applied, true) {
             return Ok(());
         }

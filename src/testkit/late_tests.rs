@@ -88,7 +88,11 @@ async fn a_repeated_delivery_of_the_last_request_is_answered_as_it_was() {
     let again = send(&w, e).await;
     assert_eq!((again.status, again.data.clone()), (Status::Success, first.data));
     assert_eq!(again.reason, "already applied (a repeated delivery)");
-    assert_eq!(w.faults.calls(), calls + 2, "the record read (DescribeSecret and GetSecretValue), nothing else");
+    assert_eq!(
+        w.faults.calls(),
+        calls + 2,
+        "the record read (DescribeSecret and GetSecretValue), nothing else"
+    );
 }
 
 #[tokio::test]

@@ -195,3 +195,31 @@ async fn rotation_and_the_key_check_refuse_a_newer_document() {
         SecretDocument::from_secret_text(&crate::key_material::SecretText::new(before)).is_some_and(|d| d.is_newer())
     );
 }
+
+#[tokio::test]
+async fn a_previous_keys_secret_half_is_kept_only_while_the_key_exists() {
+    let w = World::new();
+    created(&w).await;
+    // Portal mode: the previous key waits for the paste, and a rollback may hand it back.
+    let v2 = with(json!({"KeyVersion": "2"}));
+    assert_eq!(update(&w, "r-v2", &base(), &v2).await.status, Status::Success);
+    let doc = w.stored(SECRET).unwrap();
+    let previous = doc
+        .bookkeeping
+        .previous
+        .clone()
+        .expect("the previous key is kept")
+        .access_key_id;
+    assert!(w.key_ids(USER).contains(&previous));
+    // The key goes (retired, or deleted by a person): the next write drops its record.
+    w.iam.with(USER, |u| u.keys.retain(|k| k.access_key_id != previous));
+    let tagged = with(json!({"KeyVersion": "2", "Tags": {"a": "b"}}));
+    assert_eq!(update(&w, "r-tags", &v2, &tagged).await.status, Status::Success);
+    let doc = w.stored(SECRET).unwrap();
+    assert!(
+        doc.bookkeeping.previous.is_none(),
+        "no secret half of a key that no longer exists"
+    );
+    let text = w.secrets.secret(SECRET).unwrap().staged(CURRENT).unwrap().to_owned();
+    assert!(!text.contains(&format!("secret-of-{previous}")));
+}
