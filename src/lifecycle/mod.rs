@@ -305,6 +305,7 @@ impl<P: Ports> Lifecycle<'_, P> {
     /// the record could let a late delivery through.
     async fn recorded(&self, props: &Properties) -> Result<Option<Read>, String> {
         let name = props.resolve(&self.stack.account_id).secret_name;
+        self.provisioner.progress.set(steps::DISCOVER);
         let secrets = self.provisioner.ports.secrets();
         let (info, read) = futures::join!(
             secrets.describe(&name),
