@@ -301,8 +301,9 @@ impl<P: Ports> Lifecycle<'_, P> {
     /// This resource's secret and its current document, read (together) before a request acts:
     /// `None` when there is none of ours — absent, pending deletion, another stack's by its
     /// tags (never read as a record, never written), not in our format, or refused to this role
-    /// (discovery then judges it as usual). Any other failure fails the request: acting without
-    /// the record could let a late delivery through.
+    /// (discovery then judges it as usual). A tombstone this resource's Delete left after the
+    /// request was signed, and any other failure, fail the request: acting without the record
+    /// could let a late delivery through.
     async fn recorded(&self, props: &Properties) -> Result<Option<Read>, String> {
         let name = props.resolve(&self.stack.account_id).secret_name;
         self.provisioner.progress.set(steps::DISCOVER);
@@ -317,6 +318,17 @@ impl<P: Ports> Lifecycle<'_, P> {
             Err(e) if denied(&e) => return Ok(None),
             Err(e) => return Err(format!("reading the record in secret {name}: {e}")),
         };
+        let buried = info.as_ref().is_some_and(|i| {
+            let deleted_later = i.deleted_at.zip(self.signed_at).is_some_and(|(d, s)| s < d);
+            i.pending_deletion && deleted_later && self.owner.owns(&i.tags)
+        });
+        if buried {
+            // This resource's own Delete scheduled it after the request was signed.
+            return Err(ProvisionError::Superseded(format!(
+                "secret {name} was scheduled for deletion by this resource's Delete after this request was sent"
+            ))
+            .to_string());
+        }
         let ours = info.is_some_and(|i| self.owner.owns(&i.tags) && !i.pending_deletion);
         match read {
             Ok(read) => Ok(read.filter(|_| ours)),

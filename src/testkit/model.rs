@@ -840,6 +840,11 @@ const FOUND: &[(&str, &str)] = &[
          stack's leftover and brought the user back",
         r#"[{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"KeyVersion","then_rollback":false}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":"Delete","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":"Intruder","delivery":"Again","fault":null,"second_wins":false,"seed":0},{"op":{"Late":{"back":3}},"delivery":"Once","fault":null,"second_wins":false,"seed":0}]"#,
     ),
+    (
+        "a Delete delivered again late, after a SecretName move, its Delete and a new Create of the \
+         same names, deleted the new connector's user",
+        r#"[{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"SecretName","then_rollback":false}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":"Delete","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Late":{"back":1}},"delivery":"Once","fault":null,"second_wins":false,"seed":0}]"#,
+    ),
 ];
 
 #[test]
