@@ -6,7 +6,8 @@ of both templates — with scripts/lint_policies.py's resolver, scenarios and pl
 simulator and parliament see the same documents — and expands each case of the table into one
 request per template and scenario it applies to, its ${…} placeholders resolved as !Sub would.
 
-Writes OUT/policies.json ({template: {scenario: {role, role secrets, boundary}}}) and
+Writes OUT/policies.json ({template: {scenario: {role, role secrets, boundary, function}}}: function is
+the function's resource policy, from the stack's AWS::Lambda::Permission resources) and
 OUT/cases.json (one entry per case, each with its runs).
 
 Usage: resolve.py OUT_DIR
@@ -41,6 +42,9 @@ LOCALS = {
                                 ":stack/other/11111111-1111-1111-1111-111111111111"},
     "SecretsManagerHost": {"Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"},
 }
+# What the function's resource policy names besides what scripts/lint_policies.py resolves.
+lint_policies.GETATT.setdefault("KeyCheckSchedule.Arn", f"arn:aws:events:{lint_policies.REGION}:"
+                                                        f"{lint_policies.ACCOUNT}:rule/cas-KeyCheckSchedule-EXAMPLE")
 OURS = "ours"  # the `tags: ours` shorthand: the three ownership tags this stack sets
 
 
@@ -50,11 +54,35 @@ def load(path):
 
 
 def policies(template):
-    """{scenario: {policy: resolved document}}, only where the policy exists in that scenario."""
+    """{scenario: {policy: resolved document}}, only where the policy exists in that scenario, and
+    the function's resource policy ("function")."""
     out = {}
     for scenario, policy, document in lint_policies.documents(template):
         out.setdefault(scenario, {})[policy] = document
+    for scenario, params in lint_policies.SCENARIOS.items():
+        out.setdefault(scenario, {})["function"] = function_policy(template, params)
     return out
+
+
+def function_policy(template, params):
+    """The function's resource policy as Lambda writes it from the stack's AWS::Lambda::Permission
+    resources: a service principal, SourceAccount as StringEquals and SourceArn as ArnLike on
+    AWS:SourceAccount / AWS:SourceArn (Lambda's API reference: a StringLike comparison; the same
+    for these ARNs)."""
+    statements = []
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::Permission":
+            continue
+        props = {k: lint_policies.resolve(v, template, params) for k, v in resource["Properties"].items()}
+        condition = {}
+        if "SourceAccount" in props:
+            condition["StringEquals"] = {"AWS:SourceAccount": props["SourceAccount"]}
+        if "SourceArn" in props:
+            condition["ArnLike"] = {"AWS:SourceArn": props["SourceArn"]}
+        statements.append({"Sid": logical_id, "Effect": "Allow", "Principal": {"Service": props["Principal"]},
+                           "Action": props["Action"], "Resource": props["FunctionName"],
+                           **({"Condition": condition} if condition else {})})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def substitute(node, template, params):
@@ -111,7 +139,17 @@ def applies(case, label, scenario, docs):
         return False
     if case.get("scenarios", "all") != "all" and scenario not in case["scenarios"]:
         return False
-    return case.get("principal", "role") == "role" or "boundary" in docs
+    return case.get("principal") != "user" or "boundary" in docs
+
+
+def is_service(kind):
+    return kind.endswith(".amazonaws.com")
+
+
+def principal(case):
+    """The role's ARN, the connector user's, or a service principal as the case names it."""
+    kind = case.get("principal", "role")
+    return kind if is_service(kind) else {"role": "${RoleArn}", "user": "${UserArn}"}[kind]
 
 
 def runs(case, templates, resolved):
@@ -122,7 +160,7 @@ def runs(case, templates, resolved):
                 continue
             params = lint_policies.SCENARIOS[scenario]
             request = substitute({
-                "principal": "${UserArn}" if case.get("principal") == "user" else "${RoleArn}",
+                "principal": principal(case),
                 "action": case["action"],
                 "resource": case["resource"],
                 "context": context(case),
@@ -143,6 +181,9 @@ def check(case):
     if missing or unknown or case["expect"] not in ("Allowed", "Denied"):
         raise SystemExit(f"case {case.get('name')!r}: missing {sorted(missing)}, unknown {sorted(unknown)}; "
                          f"expect is Allowed or Denied")
+    kind = case.get("principal", "role")
+    if kind not in ("role", "user") and not is_service(kind):
+        raise SystemExit(f"case {case['name']!r}: principal is role, user or a service principal (….amazonaws.com)")
     scenarios = case.get("scenarios", "all")
     if scenarios != "all" and not set(scenarios) <= set(lint_policies.SCENARIOS):
         raise SystemExit(f"case {case['name']!r}: no scenario {sorted(set(scenarios) - set(lint_policies.SCENARIOS))}")

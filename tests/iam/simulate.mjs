@@ -3,8 +3,9 @@
 //
 // Input: the directory tests/iam/resolve.py wrote (policies.json: the role's two documents and the
 // user's boundary per template and scenario; cases.json: each case with one request per template
-// and scenario). A case's principal is the role (its two documents, no boundary) or the connector
-// user (any policy at all, capped by the boundary: what the boundary lets through). Strict mode
+// and scenario). A case's principal is the role (its two documents, no boundary), the connector
+// user (any policy at all, capped by the boundary: what the boundary lets through), or a service
+// principal invoking the function (its resource policy, from AWS::Lambda::Permission). Strict mode
 // drops context keys the Service Authorization Reference does not list for the action, so a grant
 // resting on such a key is refused here as IAM may refuse it. A case may name documented keys the
 // simulator drops anyway (`unsafe_keeps`: kms:EncryptionContext:SecretARN at 0.1.173); only then,
@@ -35,6 +36,22 @@ function keyPolicy(principal) {
 
 function simulation(run, docs, principalKind) {
   const user = principalKind === 'user'
+  // A service principal (Secrets Manager rotating, EventBridge's rule) holds no identity policy:
+  // the function's resource policy alone decides.
+  if (principalKind?.endsWith('.amazonaws.com')) {
+    return {
+      request: {
+        principal: run.principal,
+        action: run.action,
+        resource: { resource: run.resource, accountId: run.accountId },
+        contextVariables: run.context
+      },
+      identityPolicies: [],
+      resourcePolicy: docs.function,
+      serviceControlPolicies: [],
+      resourceControlPolicies: []
+    }
+  }
   return {
     request: {
       principal: run.principal,

@@ -69,6 +69,12 @@ THROUGH_SECRETS_MANAGER = {
         SECRETS, {"Fn::If": ["HasCredentials", {"Ref": "ApiCredentials"}, {"Ref": "AWS::NoValue"}]}]},
 }
 UNCONDITIONED = None
+# AWS's key quarantine policies (AWSCompromisedKeyQuarantine, …V2, …V3): never detached. Null: ArnNotLike
+# holds for a request without the key.
+NEVER_A_QUARANTINE = {
+    "ArnNotLike": {"iam:PolicyARN": {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSCompromisedKeyQuarantine*"}},
+    "Null": {"iam:PolicyARN": "false"},
+}
 
 # Every action the role allows, and each (resource, condition) it may be allowed under: the whole
 # role, statement by statement. An action or a grant not listed here fails the test.
@@ -98,11 +104,12 @@ EXPECTED = {
     "iam:PutUserPermissionsBoundary": [(USER_PATH, {"StringEquals": {**BOUNDARY, **RESOURCE_TAG}})],
     "iam:AttachUserPolicy": [(USER_PATH, {"ArnEquals": {"iam:PolicyARN": MANAGED},
                                           "StringEquals": {**BOUNDARY, **RESOURCE_TAG}})],
-    # Narrowing only: any user under the path, any policy.
-    "iam:DeleteUserPolicy": [(USER_PATH, UNCONDITIONED)],
-    "iam:DetachUserPolicy": [(USER_PATH, UNCONDITIONED)],
+    # Removing a policy can widen a user (a Deny goes with it): only from our users, and never one
+    # of AWS's quarantine policies.
+    "iam:DeleteUserPolicy": [USER_OURS],
+    "iam:DetachUserPolicy": [(USER_PATH, {"StringEquals": RESOURCE_TAG, **NEVER_A_QUARANTINE})],
     **{f"secretsmanager:{a}": [(SECRETS, UNCONDITIONED)] for a in [
-        "DescribeSecret", "GetResourcePolicy", "ListSecretVersionIds", "RestoreSecret"]},
+        "DescribeSecret", "GetResourcePolicy", "RestoreSecret"]},
     "secretsmanager:CreateSecret": [(SECRETS, {"StringEquals": REQUEST_TAG})],
     "secretsmanager:TagResource": [(SECRETS, {"StringEquals": REQUEST_TAG})],
     "secretsmanager:GetSecretValue": [(SECRETS, {"StringEquals": RESOURCE_TAG}),
@@ -450,6 +457,19 @@ def test_the_trail_bucket_is_private_encrypted_tls_only_and_kept():
     assert policy["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     for sid in ("CloudTrailAclCheck", "CloudTrailWrite"):
         assert "aws:SourceArn" in policy[sid]["Condition"]["StringEquals"]
+
+
+@TEMPLATES
+def test_every_service_that_may_invoke_the_function_is_limited_to_its_source(template):
+    # Without SourceArn a service principal may invoke the function for any resource that can name
+    # it: any secret of the account could be pointed at it for rotation (tests/iam/cases.yaml).
+    permissions = {k: r["Properties"] for k, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::Permission"}
+    assert set(permissions) == {"RotationPermission", "KeyCheckPermission"}
+    for name, props in permissions.items():
+        assert props["Principal"].endswith(".amazonaws.com") and props.get("SourceArn"), name
+    rotation = permissions["RotationPermission"]
+    assert (rotation["Principal"], rotation["SourceAccount"], rotation["SourceArn"]) == (
+        "secretsmanager.amazonaws.com", {"Ref": "AWS::AccountId"}, SECRETS)
 
 
 @TEMPLATES
