@@ -122,7 +122,8 @@ JUSTIFIED = {
         "The role manages its connector user: every one of these acts only on users under "
         "/cloud-app-security/, and each that grants permissions or credentials is conditioned on "
         "the boundary and/or this stack's tag (tests/python/test_templates.py checks each condition); "
-        "removing policies (DeleteUserPolicy, DetachUserPolicy) only narrows a user.",
+        "removing policies (DeleteUserPolicy, DetachUserPolicy) is allowed only on this stack's users, "
+        "and never of an AWS quarantine policy (removing a Deny would widen a user).",
     ("role", "MISMATCHED_TYPE_BUT_USABLE", "CreateUsersWithTheBoundaryAndOurTag iam:PermissionsBoundary"):
         PERMISSIONS_BOUNDARY_IS_A_STRING,
     ("role", "MISMATCHED_TYPE_BUT_USABLE", "WritePoliciesOnlyUnderTheBoundary iam:PermissionsBoundary"):
