@@ -89,9 +89,8 @@ pub async fn run<P: Ports>(
             function_arn: invocation.function_arn,
         },
     };
-    let signed_at = envelope
-        .response_url
-        .signed_at(crate::provision::epoch(provisioner.now()));
+    let now = crate::provision::epoch(provisioner.now());
+    let signed_at = envelope.response_url.signed_at(now);
     let lifecycle = Lifecycle {
         provisioner,
         owner,
@@ -99,6 +98,7 @@ pub async fn run<P: Ports>(
         work_until,
         undo_until: invocation.guard_at,
         signed_at,
+        now,
     };
     lifecycle.dispatch(request, fallback).await
 }
@@ -153,27 +153,43 @@ struct Lifecycle<'a, P> {
     undo_until: Instant,
     /// When CloudFormation signed the request (`X-Amz-Date`), where known.
     signed_at: Option<u64>,
+    /// The function's clock, in seconds since the epoch.
+    now: u64,
 }
 
 impl<P: Ports> Lifecycle<'_, P> {
     /// Reads the secret's record, answers a late delivery from it, or runs the request.
     async fn dispatch(&self, request: Request, fallback: String) -> Answer {
-        let (parsed, physical_id) = match &request {
-            Request::Create(r) => (&r.resource_properties, fallback.clone()),
-            Request::Update(r) => (&r.resource_properties, r.physical_resource_id.clone()),
-            Request::Delete(r) => (&r.resource_properties, r.physical_resource_id.clone()),
+        // A Create has no predecessor but a tombstone: the record serves it nothing else (and
+        // a secret planted under its name before it existed must not steer it).
+        let (parsed, physical_id, serves) = match &request {
+            Request::Create(r) => (&r.resource_properties, fallback.clone(), None),
+            Request::Update(r) => (
+                &r.resource_properties,
+                r.physical_resource_id.clone(),
+                Some(r.physical_resource_id.as_str()),
+            ),
+            Request::Delete(r) => (
+                &r.resource_properties,
+                r.physical_resource_id.clone(),
+                Some(r.physical_resource_id.as_str()),
+            ),
             _ => return Answer::failed(fallback, "unsupported RequestType".to_owned()),
         };
-        let record = match (self.recorded(parsed.lenient()).await, &request) {
+        let record = match (self.recorded(parsed.lenient(), serves).await, &request) {
             // A SecretName move keeps its record in the old secret until the move is done.
-            (Ok(None), Request::Update(r)) => self.recorded(r.old_resource_properties.lenient()).await,
+            (Ok(None), Request::Update(r)) => self.recorded(r.old_resource_properties.lenient(), serves).await,
             (record, _) => record,
         };
         let record = match record {
             Ok(record) => record,
             Err(reason) => return Answer::failed(physical_id, reason),
         };
-        if let Some(answer) = record.as_ref().and_then(|read| self.late(&read.doc, &physical_id)) {
+        let late = record
+            .as_ref()
+            .filter(|_| serves.is_some())
+            .and_then(|read| self.late(&read.doc, &physical_id));
+        if let Some(answer) = late {
             return answer;
         }
         match request {
@@ -235,7 +251,10 @@ impl<P: Ports> Lifecycle<'_, P> {
             None => {}
         }
         let newest = applied.first()?;
-        let (at, newest_at) = (self.signed_at?, newest.at?);
+        // A recorded date further ahead than an incoming one may be is no record of ours: it
+        // orders nothing (it could otherwise freeze the resource).
+        let newest_at = newest.at.filter(|t| *t <= self.now + MAX_AHEAD)?;
+        let at = self.signed_at?;
         match at < newest_at {
             true => superseded(format!(
                 "this request was sent at {}, before request {} that the resource applied since (sent at {})",
@@ -304,7 +323,7 @@ impl<P: Ports> Lifecycle<'_, P> {
     /// (discovery then judges it as usual). A tombstone this resource's Delete left after the
     /// request was signed, and any other failure, fail the request: acting without the record
     /// could let a late delivery through.
-    async fn recorded(&self, props: &Properties) -> Result<Option<Read>, String> {
+    async fn recorded(&self, props: &Properties, serves: Option<&str>) -> Result<Option<Read>, String> {
         let name = props.resolve(&self.stack.account_id).secret_name;
         self.provisioner.progress.set(steps::DISCOVER);
         let secrets = self.provisioner.ports.secrets();
@@ -329,7 +348,11 @@ impl<P: Ports> Lifecycle<'_, P> {
             ))
             .to_string());
         }
-        let ours = info.is_some_and(|i| self.owner.owns(&i.tags) && !i.pending_deletion);
+        // Ours, and serving the physical id the request names (an Update's or Delete's).
+        let serving = |i: &crate::ports::SecretInfo| {
+            serves.is_none_or(|id| i.tags.get(crate::ownership::TAG_PHYSICAL_ID).map(String::as_str) == Some(id))
+        };
+        let ours = info.is_some_and(|i| self.owner.owns(&i.tags) && !i.pending_deletion && serving(&i));
         match read {
             Ok(read) => Ok(read.filter(|_| ours)),
             Err(_) if !ours => Ok(None),
@@ -476,5 +499,11 @@ fn failure_id(stack: &StackArn, props: &Properties) -> String {
 
 /// Seconds since the epoch, as an HTTP date, for a `Reason`.
 fn http_date(secs: u64) -> String {
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+    match std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs)) {
+        Some(t) => httpdate::fmt_http_date(t),
+        None => format!("{secs} seconds after the epoch"),
+    }
 }
+
+/// How far ahead of the function's clock a date may be and still order requests.
+const MAX_AHEAD: u64 = 300;

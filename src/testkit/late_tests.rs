@@ -176,3 +176,63 @@ async fn a_request_signed_before_the_last_one_applied_acts_on_nothing() {
     );
     assert_eq!(w.stored(SECRET).unwrap().access_key_id, stored, "no re-key");
 }
+
+/// Rewrites the current document's newest `applied` entry's date, as someone allowed to write
+/// the secret's value could.
+fn forge_applied_at(w: &World, at: u64) {
+    let mut secret = w.secrets.secret(SECRET).unwrap();
+    let current = secret
+        .versions
+        .iter_mut()
+        .find(|(_, _, s)| s.iter().any(|l| l == crate::ports::CURRENT))
+        .unwrap();
+    let mut doc: Value = serde_json::from_str(&current.1).unwrap();
+    doc["Bookkeeping"]["applied"][0]["at"] = json!(at);
+    current.1 = doc.to_string();
+    w.secrets.plant(SECRET, secret);
+}
+
+#[tokio::test]
+async fn a_recorded_date_from_the_future_orders_nothing_and_freezes_nothing() {
+    for forged in [4_102_444_800, u64::MAX] {
+        let w = World::new();
+        created(&w).await;
+        forge_applied_at(&w, forged);
+        let tagged = with(json!({"Tags": {"a": "b"}}));
+        let update = signed(
+            &w,
+            event(STACK, "Update", "r-up", Some(PHYSICAL), &tagged, Some(&base())),
+            0,
+        );
+        let answer = send(&w, update).await;
+        assert_eq!(answer.status, Status::Success, "{}", answer.reason);
+        forge_applied_at(&w, forged);
+        let delete = signed(&w, event(STACK, "Delete", "r-del", Some(PHYSICAL), &tagged, None), 0);
+        let deleted = send(&w, delete).await;
+        assert_eq!(deleted.status, Status::Success, "{}", deleted.reason);
+        assert!(w.iam.user(USER).is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_secret_planted_before_the_create_does_not_steer_it() {
+    let w = World::new();
+    // Someone who may create secrets under the prefix plants one with this stack's two tags
+    // and a record whose dates lie ahead.
+    let doc = json!({"AccessKeyId": "AKIAPLANTED", "SecretAccessKey": "x", "UserName": USER,
+        "Bookkeeping": {"schemaVersion": 3, "applied": [{"requestId": "r-x", "physicalId": PHYSICAL,
+        "properties": {}, "data": {}, "at": 1_800_000_200u64}]}});
+    let tags = super::owner().tags(PHYSICAL, &Default::default());
+    w.secrets.plant(
+        SECRET,
+        super::secrets::FakeSecret {
+            arn: "arn:planted".into(),
+            tags,
+            versions: vec![("v0".into(), doc.to_string(), vec![crate::ports::CURRENT.into()])],
+            ..Default::default()
+        },
+    );
+    let create = signed(&w, event(STACK, "Create", "r-create", None, &base(), None), 0);
+    let answer = send(&w, create).await;
+    assert!(!answer.reason.starts_with("superseded"), "{}", answer.reason);
+}
