@@ -735,15 +735,17 @@ def report(s):
 
 
 def still_to_do(call_back):
-    print("==> still to do: no account is connected yet")
     if call_back:
-        print("    the call back registers each connector; an account is connected when its stack's output "
-              "ConnectorStatus is Registered and KeyVerified is true")
+        print("==> still to do: check each account: the call back registered its connector when its stack's outputs "
+              "say ConnectorStatus Registered and KeyVerified true")
     else:
-        print("    portal mode: paste each account's key in the Cloud App Security portal (its stack's output PortalUrl; "
-              "the key is in the secret SecretArn names); until then ConnectorStatus is PendingPortal")
-    print("    each account's stack outputs (ConnectorStatus, KeyVerified, PortalUrl): "
-          "aws cloudformation describe-stacks --stack-name <StackId above> --query 'Stacks[0].Outputs', in that account")
+        print("==> still to do: no account is connected yet: paste each account's key in the Cloud App Security "
+              "portal (its stack's output PortalUrl; the key is in the secret its output SecretArn names). "
+              "ConnectorStatus stays PendingPortal after the paste: this release does not see a first paste")
+    print("    each account's stack outputs (ConnectorStatus, KeyVerified, PortalUrl, SecretArn), in that account: "
+          "aws cloudformation describe-stacks --stack-name $(aws cloudformation list-stacks "
+          "--stack-status-filter CREATE_COMPLETE UPDATE_COMPLETE --query \"StackSummaries[?starts_with(StackName, "
+          "'StackSet-<set name>-')].StackName | [0]\" --output text) --query 'Stacks[0].Outputs'")
 
 
 def deploy(s):
@@ -1131,9 +1133,9 @@ def what_stays(stack_set, accounts, overrides, preview=False):
         if resource.get("Type") == "AWS::S3::BucketPolicy":
             continue  # goes with its bucket
         where = f" where condition {resource['Condition']} held" if resource.get("Condition") else ""
-        if resource.get("Type") == "AWS::S3::Bucket" and values.get("TrailMode") == "Off" \
+        if resource.get("Type") == "AWS::S3::Bucket" and values.get("TrailMode") in ("Off", "Reuse") \
                 and logical.startswith("Trail"):
-            continue  # TrailMode Off makes no trail bucket
+            continue  # TrailMode Off and Reuse make no trail bucket
         print(f"    - {logical} ({resource.get('Type')}, DeletionPolicy {resource['DeletionPolicy']}){where}: "
               f"find it in each account with `aws resourcegroupstaggingapi get-resources --tag-filters "
               f"Key=aws:cloudformation:logical-id,Values={logical}`")

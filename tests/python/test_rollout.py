@@ -478,7 +478,8 @@ def test_a_portal_mode_rekey_that_cannot_be_pasted_within_the_grace_period_warns
 def test_destroy_removes_every_instance_and_the_stack_set_and_says_what_stays(organization, files, sent, capsys):
     name = new_name()
     a, b = organization["ou"], organization["ou_b"]
-    run(organization, files, name, ous=[a, b])
+    # ReuseOrCreate: the trail bucket exists where no trail qualified (the default, Reuse, makes none).
+    run(organization, files, name, "--parameter", "TrailMode=ReuseOrCreate", ous=[a, b])
     rollout_main(organization, "rekey", name, "--account", organization["b"][0])
     sent.clear()
     capsys.readouterr()
