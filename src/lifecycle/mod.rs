@@ -161,24 +161,17 @@ impl<P: Ports> Lifecycle<'_, P> {
     /// Reads the secret's record, answers a late delivery from it, or runs the request.
     async fn dispatch(&self, request: Request, fallback: String) -> Answer {
         // A Create has no predecessor but a tombstone: the record serves it nothing else (and
-        // a secret planted under its name before it existed must not steer it).
-        let (parsed, physical_id, serves) = match &request {
-            Request::Create(r) => (&r.resource_properties, fallback.clone(), None),
-            Request::Update(r) => (
-                &r.resource_properties,
-                r.physical_resource_id.clone(),
-                Some(r.physical_resource_id.as_str()),
-            ),
-            Request::Delete(r) => (
-                &r.resource_properties,
-                r.physical_resource_id.clone(),
-                Some(r.physical_resource_id.as_str()),
-            ),
+        // a secret planted under its name before it existed must not steer it). An Update reads
+        // the record where the resource kept it so far — the old properties' secret — and only
+        // then the new one (a SecretName move completed before a late delivery of it).
+        let (parsed, physical_id, create) = match &request {
+            Request::Create(r) => (&r.resource_properties, fallback.clone(), true),
+            Request::Update(r) => (&r.old_resource_properties, r.physical_resource_id.clone(), false),
+            Request::Delete(r) => (&r.resource_properties, r.physical_resource_id.clone(), false),
             _ => return Answer::failed(fallback, "unsupported RequestType".to_owned()),
         };
-        let record = match (self.recorded(parsed.lenient(), serves).await, &request) {
-            // A SecretName move keeps its record in the old secret until the move is done.
-            (Ok(None), Request::Update(r)) => self.recorded(r.old_resource_properties.lenient(), serves).await,
+        let record = match (self.recorded(parsed.lenient()).await, &request) {
+            (Ok(None), Request::Update(r)) => self.recorded(r.resource_properties.lenient()).await,
             (record, _) => record,
         };
         let record = match record {
@@ -187,7 +180,7 @@ impl<P: Ports> Lifecycle<'_, P> {
         };
         let late = record
             .as_ref()
-            .filter(|_| serves.is_some())
+            .filter(|_| !create)
             .and_then(|read| self.late(&read.doc, &physical_id));
         if let Some(answer) = late {
             return answer;
@@ -323,7 +316,7 @@ impl<P: Ports> Lifecycle<'_, P> {
     /// (discovery then judges it as usual). A tombstone this resource's Delete left after the
     /// request was signed, and any other failure, fail the request: acting without the record
     /// could let a late delivery through.
-    async fn recorded(&self, props: &Properties, serves: Option<&str>) -> Result<Option<Read>, String> {
+    async fn recorded(&self, props: &Properties) -> Result<Option<Read>, String> {
         let name = props.resolve(&self.stack.account_id).secret_name;
         self.provisioner.progress.set(steps::DISCOVER);
         let secrets = self.provisioner.ports.secrets();
@@ -348,11 +341,7 @@ impl<P: Ports> Lifecycle<'_, P> {
             ))
             .to_string());
         }
-        // Ours, and serving the physical id the request names (an Update's or Delete's).
-        let serving = |i: &crate::ports::SecretInfo| {
-            serves.is_none_or(|id| i.tags.get(crate::ownership::TAG_PHYSICAL_ID).map(String::as_str) == Some(id))
-        };
-        let ours = info.is_some_and(|i| self.owner.owns(&i.tags) && !i.pending_deletion && serving(&i));
+        let ours = info.is_some_and(|i| self.owner.owns(&i.tags) && !i.pending_deletion);
         match read {
             Ok(read) => Ok(read.filter(|_| ours)),
             Err(_) if !ours => Ok(None),

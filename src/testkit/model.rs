@@ -845,6 +845,11 @@ const FOUND: &[(&str, &str)] = &[
          same names, deleted the new connector's user",
         r#"[{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"SecretName","then_rollback":false}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":"Delete","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Late":{"back":1}},"delivery":"Once","fault":null,"second_wins":false,"seed":0}]"#,
     ),
+    (
+        "a late path move of the user a rename then replaced: the record, now tagged for the new \
+         physical id, must still be read (it is this resource's)",
+        r#"[{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Rotate":{"interrupt":"UserPath"}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Update":{"change":"UserName","then_rollback":false}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Late":{"back":3}},"delivery":"Once","fault":null,"second_wins":false,"seed":0}]"#,
+    ),
 ];
 
 #[test]
