@@ -40,6 +40,7 @@ fn to_user(user: &aws_sdk_iam::types::User) -> User {
             .iter()
             .map(|t| (t.key().to_owned(), t.value().to_owned()))
             .collect(),
+        created: u64::try_from(user.create_date().secs()).ok(),
     }
 }
 

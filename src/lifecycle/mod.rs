@@ -473,7 +473,8 @@ impl<P: Ports> Lifecycle<'_, P> {
             // A Create that failed before a user could be named made nothing.
             return Answer::success(physical_id.to_owned(), "nothing to delete", BTreeMap::new());
         }
-        let target = DeleteTarget::new(self.owner.clone(), self.stack.clone(), physical_id, props);
+        let mut target = DeleteTarget::new(self.owner.clone(), self.stack.clone(), physical_id, props);
+        target.signed_at = self.signed_at;
         self.provisioner.progress.set(steps::DELETE_USER);
         match self.provisioner.delete(&target).await {
             Ok(()) => Answer::success(physical_id.to_owned(), "deleted", BTreeMap::new()),

@@ -20,6 +20,8 @@ pub struct User {
     pub boundary: Option<String>,
     /// The user's tags.
     pub tags: Tags,
+    /// When IAM created it (seconds since the epoch), when known.
+    pub created: Option<u64>,
 }
 
 /// One of a user's access keys (never its secret half).

@@ -64,6 +64,14 @@ impl<P: Ports> Provisioner<'_, P> {
             true => Some(self.verify(target, &state).await),
             false => None,
         };
+        let mut state = state;
+        if key_verified.is_some() {
+            // This request used the stored key itself: a use until then is the function's own,
+            // not Cloud App Security's (the rotation rule's "seen"). Written with the record.
+            let until = super::epoch(self.now() + super::access_key::IN_FLIGHT);
+            let own = &mut state.doc.bookkeeping.self_use_until;
+            *own = Some(own.map_or(until, |t| t.max(until)));
+        }
         Ok(Provisioned {
             user_name: target.user.name.clone(),
             user_arn: user.arn,

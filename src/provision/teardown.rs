@@ -26,7 +26,14 @@ pub struct DeleteTarget {
     pub callback: bool,
     /// The trail settings.
     pub trail: TrailTarget,
+    /// When CloudFormation signed the Delete (seconds since the epoch), where known.
+    pub signed_at: Option<u64>,
 }
+
+/// How much later than a Delete was signed a user must have been created for the Delete to be
+/// a late delivery: a user created after the Delete was sent is another resource's (the same
+/// names deployed again), with a margin for the clocks of CloudFormation and IAM.
+const CREATED_AFTER_MARGIN: u64 = 5;
 
 impl DeleteTarget {
     /// From the properties as far as they can be read: a Delete must never be blocked by
@@ -43,6 +50,7 @@ impl DeleteTarget {
             owner,
             stack,
             physical_id: physical_id.to_owned(),
+            signed_at: None,
         }
     }
 }
@@ -101,6 +109,16 @@ impl<P: Ports> Provisioner<'_, P> {
         if found.path != user.path {
             tracing::info!(user = %name, path = %found.path, "IAM user has moved to another path; left in place");
             return Ok(());
+        }
+        if found
+            .created
+            .zip(target.signed_at)
+            .is_some_and(|(c, s)| c > s + CREATED_AFTER_MARGIN)
+        {
+            return Err(ProvisionError::Superseded(format!(
+                "IAM user {name} was created after this Delete was sent: it belongs to the connector deployed again \
+                 under the same names"
+            )));
         }
         let keys = async {
             let keys = iam.list_access_keys(name).await?;

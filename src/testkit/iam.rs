@@ -27,6 +27,8 @@ pub struct FakeUser {
     pub ssh: BTreeSet<String>,
     pub certificates: BTreeSet<String>,
     pub service_credentials: BTreeSet<String>,
+    /// When it was created (seconds since the epoch); 0 for a planted user.
+    pub created: u64,
 }
 
 impl FakeUser {
@@ -163,6 +165,7 @@ impl Users for FakeIam {
             arn: format!("arn:aws:iam::123456789012:user{}{name}", u.path),
             boundary: u.boundary.clone(),
             tags: u.tags.clone(),
+            created: Some(u.created),
         }))
     }
     async fn create_user(
@@ -173,6 +176,9 @@ impl Users for FakeIam {
         tags: &Tags,
     ) -> Result<Created<User>, CallError> {
         let after = self.faults.call("iam:CreateUser").await?;
+        let created = crate::ports::Clock::now(&self.clock)
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         {
             let mut users = lock(&self.users);
             if users.contains_key(name) {
@@ -182,6 +188,7 @@ impl Users for FakeIam {
                 path: path.into(),
                 tags: tags.clone(),
                 boundary: boundary.map(Into::into),
+                created,
                 ..Default::default()
             };
             users.insert(name.to_owned(), user);
@@ -192,6 +199,7 @@ impl Users for FakeIam {
             arn: format!("arn:aws:iam::123456789012:user{path}{name}"),
             boundary: boundary.map(Into::into),
             tags: tags.clone(),
+            created: Some(created),
         };
         answer(after, Created::New(user))
     }
