@@ -82,17 +82,10 @@ async fn a_rotation_over_a_registration_in_doubt_retires_the_old_key() {
         .handle(super::event(super::STACK, "Create", "r1", None, &props, None))
         .await;
     assert_eq!(answer.status, Status::Success, "{}", answer.reason);
-    let mut secret = w.secrets.secret(super::SECRET).unwrap();
-    let current = secret
-        .versions
-        .iter_mut()
-        .find(|(_, _, s)| s.iter().any(|l| l == crate::ports::CURRENT))
-        .unwrap();
-    let mut doc: serde_json::Value = serde_json::from_str(&current.1).unwrap();
-    doc["Bookkeeping"]["registration"]["id"] = json!("");
-    doc["Bookkeeping"]["registration"]["fingerprint"] = json!("");
-    current.1 = doc.to_string();
-    w.secrets.plant(super::SECRET, secret);
+    w.edit_current(super::SECRET, |doc| {
+        doc["Bookkeeping"]["registration"]["id"] = json!("");
+        doc["Bookkeeping"]["registration"]["fingerprint"] = json!("");
+    });
     let rotated = w.rotate("tok-doubt").await;
     let stored = w.stored(super::SECRET).unwrap();
     let awaiting = stored

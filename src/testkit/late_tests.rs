@@ -180,16 +180,7 @@ async fn a_request_signed_before_the_last_one_applied_acts_on_nothing() {
 /// Rewrites the current document's newest `applied` entry's date, as someone allowed to write
 /// the secret's value could.
 fn forge_applied_at(w: &World, at: u64) {
-    let mut secret = w.secrets.secret(SECRET).unwrap();
-    let current = secret
-        .versions
-        .iter_mut()
-        .find(|(_, _, s)| s.iter().any(|l| l == crate::ports::CURRENT))
-        .unwrap();
-    let mut doc: Value = serde_json::from_str(&current.1).unwrap();
-    doc["Bookkeeping"]["applied"][0]["at"] = json!(at);
-    current.1 = doc.to_string();
-    w.secrets.plant(SECRET, secret);
+    w.edit_current(SECRET, |doc| doc["Bookkeeping"]["applied"][0]["at"] = json!(at));
 }
 
 #[tokio::test]

@@ -100,6 +100,21 @@ impl World {
         SecretDocument::from_secret_text(&text)
     }
 
+    /// Rewrites the current document of the secret `name` in place, as someone allowed to write
+    /// its value could.
+    pub fn edit_current(&self, name: &str, edit: impl FnOnce(&mut Value)) {
+        let mut secret = self.secrets.secret(name).expect("the secret exists");
+        let current = secret
+            .versions
+            .iter_mut()
+            .find(|(_, _, s)| s.iter().any(|l| l == crate::ports::CURRENT));
+        let (_, text, _) = current.expect("a current version");
+        let mut doc: Value = serde_json::from_str(text).expect("a JSON document");
+        edit(&mut doc);
+        *text = doc.to_string();
+        self.secrets.plant(name, secret);
+    }
+
     /// The ids of the user's keys.
     pub fn key_ids(&self, user: &str) -> Vec<String> {
         self.iam

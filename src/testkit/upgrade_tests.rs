@@ -39,19 +39,12 @@ pub(super) async fn update(w: &World, id: &str, old: &Value, new: &Value) -> Ans
 /// Rewrites the current document as a later release would: a newer layout, a field this
 /// release does not know, and `applied` as given.
 fn from_a_newer_release(w: &World, applied: Value) {
-    let mut secret = w.secrets.secret(SECRET).unwrap();
-    let current = secret
-        .versions
-        .iter_mut()
-        .find(|(_, _, s)| s.iter().any(|l| l == CURRENT));
-    let (_, value, _) = current.unwrap();
-    let mut doc: Value = serde_json::from_str(value).unwrap();
-    doc["Bookkeeping"]["schemaVersion"] = json!(SCHEMA_VERSION + 1);
-    doc["Bookkeeping"]["writtenBy"] = json!("9.0.0");
-    doc["Bookkeeping"]["somethingNew"] = json!({"kept": true});
-    doc["Bookkeeping"]["applied"] = applied;
-    *value = doc.to_string();
-    w.secrets.plant(SECRET, secret);
+    w.edit_current(SECRET, |doc| {
+        doc["Bookkeeping"]["schemaVersion"] = json!(SCHEMA_VERSION + 1);
+        doc["Bookkeeping"]["writtenBy"] = json!("9.0.0");
+        doc["Bookkeeping"]["somethingNew"] = json!({"kept": true});
+        doc["Bookkeeping"]["applied"] = applied;
+    });
 }
 
 fn current_text(w: &World) -> String {
@@ -146,19 +139,10 @@ async fn properties_recorded_as_applied_succeed_even_when_validation_now_refuses
     let w = World::new();
     created(&w).await;
     let odd = with(json!({"RetiredProperty": "1"}));
-    let mut doc: Value = serde_json::from_str(&current_text(&w)).unwrap();
     let mut sent = odd.clone();
     sent.as_object_mut().unwrap().remove("ServiceToken");
-    doc["Bookkeeping"]["applied"] =
-        json!([{"requestId": "r0", "physicalId": PHYSICAL, "properties": sent, "data": {"UserName": USER}}]);
-    let mut secret = w.secrets.secret(SECRET).unwrap();
-    secret
-        .versions
-        .iter_mut()
-        .find(|(_, _, s)| s.iter().any(|l| l == CURRENT))
-        .unwrap()
-        .1 = doc.to_string();
-    w.secrets.plant(SECRET, secret);
+    let applied = json!([{"requestId": "r0", "physicalId": PHYSICAL, "properties": sent, "data": {"UserName": USER}}]);
+    w.edit_current(SECRET, |doc| doc["Bookkeeping"]["applied"] = applied);
     let answer = update(&w, "r-back", &base(), &odd).await;
     assert_eq!(answer.status, Status::Success, "{}", answer.reason);
     let refused = update(&w, "r-typo", &base(), &with(json!({"Typo": "1"}))).await;

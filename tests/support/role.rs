@@ -10,14 +10,11 @@ use std::time::Duration;
 
 use aws_sdk_iam::config::{Credentials, Region};
 use aws_smithy_types::error::display::DisplayErrorContext;
-use cloud_app_security_connector::aws::iam::IamAdapter;
-use cloud_app_security_connector::cfn::delivery::Delivery;
-use cloud_app_security_connector::handler::{Handler, Services, Settings};
 use serde_json::json;
 use serde_yaml::Value as Yaml;
 
 use super::env::Env;
-use super::{moto, repo, stack_id, unique, Recorder, ACCOUNT};
+use super::{moto, repo, stack_id, unique};
 
 /// The role's two policy documents in template.yaml.
 pub const ROLE_POLICIES: [&str; 2] = ["ConnectorPolicy", "ConnectorSecretsPolicy"];
@@ -186,24 +183,9 @@ pub async fn moto_config(credentials: Credentials) -> aws_config::SdkConfig {
 /// An `Env` (handler, clients) acting as the principal whose key `credentials` holds, in moto's
 /// default account: with enforcement on, every call is checked against that principal's policies.
 pub async fn env_as(credentials: Credentials) -> Env {
-    let config = moto_config(credentials).await;
     Env {
-        handler: Handler {
-            delivery: Delivery::new().expect("the HTTP client"),
-            settings: Settings {
-                url_suffix: "amazonaws.com".into(),
-                ..Settings::default()
-            },
-            services: Services::new(&config),
-        },
-        recorder: Recorder::start(),
-        iam: aws_sdk_iam::Client::new(&config),
-        sm: aws_sdk_secretsmanager::Client::new(&config),
-        trails: aws_sdk_cloudtrail::Client::new(&config),
-        adapter: IamAdapter::new(&config),
         stack: stack_id(&unique("role-it-")),
-        account: ACCOUNT.to_owned(),
-        connector: unique("role"),
+        ..Env::acting_as(credentials).await
     }
 }
 
