@@ -9,6 +9,10 @@ pub const TAG_STACK_ID: &str = "cloud-app-security:stack-id";
 pub const TAG_LOGICAL_ID: &str = "cloud-app-security:logical-id";
 /// Tag naming the `PhysicalResourceId` the thing currently serves.
 pub const TAG_PHYSICAL_ID: &str = "cloud-app-security:physical-id";
+/// Tag a `Delete` puts on a secret (value `true`) just before it schedules the secret's deletion:
+/// a later Create of any stack may force-delete such a leftover and start afresh. The role
+/// force-deletes nothing else of another stack.
+pub const TAG_RELEASED: &str = "cloud-app-security:released";
 
 /// The parts of a CloudFormation stack ARN the resource needs.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -56,7 +56,15 @@ fn info(out: &aws_sdk_secretsmanager::operation::describe_secret::DescribeSecret
             .map(|m| m.iter().map(|(id, stages)| (id.clone(), stages.clone())).collect())
             .unwrap_or_default(),
         description: out.description().map(str::to_owned),
+        replicated: !out.replication_status().is_empty() || is_replica(out.arn(), out.primary_region()),
     }
+}
+
+/// Whether a secret is a replica: `PrimaryRegion` names another region than the secret's ARN (a
+/// primary may report its own region there).
+fn is_replica(arn: Option<&str>, primary_region: Option<&str>) -> bool {
+    let region = arn.and_then(|a| a.split(':').nth(3));
+    primary_region.is_some_and(|p| Some(p) != region)
 }
 
 impl SecretStore for SecretsManagerAdapter {
@@ -91,13 +99,6 @@ impl SecretStore for SecretsManagerAdapter {
             Some(out) => Created::New(out.arn().unwrap_or_default().to_owned()),
             None => Created::AlreadyExists,
         })
-    }
-
-    async fn restore(&self, arn: &str) -> Result<(), CallError> {
-        done(
-            "secretsmanager:RestoreSecret",
-            self.client.restore_secret().secret_id(arn).send().await,
-        )
     }
 
     async fn get_value(&self, id: &str, version: Version<'_>) -> Result<Option<SecretValue>, CallError> {

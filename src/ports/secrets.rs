@@ -36,6 +36,9 @@ pub struct SecretInfo {
     pub versions: Vec<(String, Vec<String>)>,
     /// What a person sees in the console.
     pub description: Option<String>,
+    /// Whether the secret has replicas in other regions, or is itself a replica: a copy of the
+    /// key elsewhere, under policies this function never sees.
+    pub replicated: bool,
 }
 
 impl SecretInfo {
@@ -93,8 +96,6 @@ pub trait SecretStore: Sync {
     /// Creates the secret; returns its ARN, or `AlreadyExists` when the name is taken (a
     /// duplicate delivery, or a name pending deletion).
     fn create(&self, secret: &NewSecret<'_>) -> impl Future<Output = Result<Created<String>, CallError>> + Send;
-    /// Cancels a scheduled deletion.
-    fn restore(&self, arn: &str) -> impl Future<Output = Result<(), CallError>> + Send;
     /// One version's value, `None` if the secret or the version does not exist.
     fn get_value(
         &self,

@@ -13,10 +13,20 @@ const TWIN_WAITS: [std::time::Duration; 4] = [
     std::time::Duration::from_secs(2),
     std::time::Duration::from_secs(4),
 ];
+/// How long to wait, in turn, for a force-deleted leftover's name to come free.
+const GONE_WAITS: [std::time::Duration; 5] = [
+    std::time::Duration::from_millis(250),
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+];
 use super::secret::{self, At, Read, Standing, Written};
 use super::{steps, InStep, Made, ProvisionError, Provisioner, Target, LEGACY_TAG_KEY_VERSION};
 use crate::key_material::{AwaitingPaste, Bookkeeping, SecretDocument};
-use crate::ports::{AccessKeyInfo, AccessKeys, Ports, SecretInfo, SecretStore, User, Version, CURRENT};
+use crate::ownership::TAG_RELEASED;
+use crate::ports::{AccessKeyInfo, AccessKeys, CallError, ErrorKind, Ports, SecretInfo, SecretStore, User, Version, CURRENT};
+use crate::properties::RecoveryWindow;
 
 /// The stored key after the chain, and what is known about the user's other keys.
 pub(super) struct KeyState {
@@ -83,7 +93,7 @@ impl<P: Ports> Provisioner<'_, P> {
         fresh: bool,
         made: &Made,
     ) -> Result<KeyState, ProvisionError> {
-        let standing = self.restore_leftover(target, standing, made).await?;
+        let standing = self.clear_leftover(target, standing).await?;
         let iam = self.ports.iam();
         let listing = async {
             match fresh {
@@ -91,14 +101,8 @@ impl<P: Ports> Provisioner<'_, P> {
                 false => iam.list_access_keys(&target.user.name).await.in_step(steps::ACCESS_KEY),
             }
         };
-        // A leftover of another resource holds that resource's records: none of them is ours
-        // to keep, restore or act on.
-        let readable = match &standing {
-            Standing::Leftover(_) => &Standing::Absent,
-            other => other,
-        };
         let (candidates, listed) =
-            futures::try_join!(secret::candidates(self.ports.secrets(), readable, old), listing)?;
+            futures::try_join!(secret::candidates(self.ports.secrets(), &standing, old), listing)?;
         let legacy = standing
             .info()
             .and_then(|i| i.tags.get(LEGACY_TAG_KEY_VERSION))
@@ -180,32 +184,55 @@ impl<P: Ports> Provisioner<'_, P> {
         Err(ProvisionError::KeySlotsTaken { user })
     }
 
-    /// A secret pending deletion is restored before it is used, and a leftover of another
-    /// stack tagged as ours (the role reads only secrets that carry this stack's tag). Whether it
-    /// may receive the key is still checked before anything is written to it.
-    async fn restore_leftover(
-        &self,
-        target: &Target,
-        standing: Standing,
-        made: &Made,
-    ) -> Result<Standing, ProvisionError> {
-        let (Standing::Ours(info) | Standing::Leftover(info)) = &standing else {
+    /// A leftover pending deletion is force-deleted so that a new secret takes its name — when
+    /// it is this resource's own or was released by the Delete that scheduled it, and has no
+    /// replica. Never restored: a restored secret keeps whatever tags, versions and replicas it
+    /// had, and a request that fails after restoring it leaves it alive for anyone's next move.
+    async fn clear_leftover(&self, target: &Target, standing: Standing) -> Result<Standing, ProvisionError> {
+        let Standing::Leftover(info) = &standing else {
             return Ok(standing);
         };
-        if !info.pending_deletion {
-            return Ok(standing);
+        let released = info.tags.get(TAG_RELEASED).is_some_and(|v| v == "true");
+        if !released && !target.owner.owns(&info.tags) {
+            return Err(secret::leftover(
+                target,
+                "its Delete did not release it (cloud-app-security:released), so it may still be someone's",
+            ));
         }
+        if info.replicated {
+            return Err(secret::leftover(target, "it has replicas in other regions"));
+        }
+        tracing::info!(secret = %info.arn, "force-deleting a released leftover secret, to create it afresh");
         let secrets = self.ports.secrets();
-        made.restoring(&info.arn);
-        secrets.restore(&info.arn).await.in_step(steps::SECRET)?;
-        let mut restored = info.clone();
-        restored.pending_deletion = false;
-        let tags = target.resource_tags();
-        secrets.tag(&restored.arn, &tags).await.in_step(steps::SECRET)?;
-        restored.tags.extend(tags);
-        Ok(match standing {
-            Standing::Leftover(_) => Standing::Leftover(restored),
-            _ => Standing::Ours(restored),
+        secrets
+            .delete(&info.arn, RecoveryWindow::Immediate)
+            .await
+            .in_step(steps::SECRET)?;
+        self.await_gone(&info.arn).await?;
+        Ok(Standing::Absent)
+    }
+
+    /// Secrets Manager finishes a forced deletion in the background: the name is free once
+    /// `DescribeSecret` no longer finds it.
+    async fn await_gone(&self, arn: &str) -> Result<(), ProvisionError> {
+        let secrets = self.ports.secrets();
+        for wait in GONE_WAITS {
+            if secrets.describe(arn).await.in_step(steps::SECRET)?.is_none() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + wait >= self.context.deadline {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        Err(ProvisionError::Call {
+            step: steps::SECRET,
+            source: CallError::new(
+                "secretsmanager:DeleteSecret",
+                ErrorKind::Other,
+                None,
+                "the leftover secret was force-deleted but its name is not free yet; retry",
+            ),
         })
     }
 

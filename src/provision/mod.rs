@@ -213,6 +213,19 @@ pub enum ProvisionError {
     /// The call back failed.
     #[error("{step}: {0}", step = steps::CALLBACK)]
     Callback(RegistryError),
+    /// A secret pending deletion that this request may not replace.
+    #[error(
+        "{step}: secret {name} is scheduled for deletion ({problem}); it is never restored or taken over. If \
+         nothing needs it, delete it now (aws secretsmanager delete-secret --secret-id {name} \
+         --force-delete-without-recovery) and retry, or choose another SecretName",
+        step = steps::SECRET
+    )]
+    LeftoverSecret {
+        /// The secret.
+        name: String,
+        /// Why it stays.
+        problem: String,
+    },
     /// A secret that must not receive the key.
     #[error("secret {name} {problem}; the key was not written to it")]
     UnsafeSecret {

@@ -16,7 +16,7 @@ use aws_lc_rs::digest;
 use super::{steps, InStep, Kind, Made, ProvisionError, Provisioner, Target};
 use super::{LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_KEY_VERSION, LEGACY_TAG_REGISTRATION};
 use crate::key_material::{RecordedRegistration, SecretDocument, SecretText};
-use crate::ownership::{Owner, UserRef, TAG_PHYSICAL_ID, TAG_STACK_ID};
+use crate::ownership::{Owner, UserRef, TAG_PHYSICAL_ID, TAG_RELEASED, TAG_STACK_ID};
 use crate::ports::{AccessKeys, CURRENT, PENDING, WRITING};
 use crate::ports::{CallError, Created, ErrorKind, Keys, NewSecret, Ports, SecretInfo, SecretStore, Users, Version};
 use crate::properties::RecoveryWindow;
@@ -39,6 +39,15 @@ pub(crate) fn description_for(doc: &SecretDocument) -> String {
     }
 }
 
+/// The tags a Delete adds to the secret it schedules for deletion: this stack's (every tag call
+/// of the role carries it) and [`TAG_RELEASED`].
+fn released(owner: &Owner) -> crate::ports::Tags {
+    [(TAG_STACK_ID, owner.stack_id.as_str()), (TAG_RELEASED, "true")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 /// The alias of the AWS managed key Secrets Manager uses when none is named.
 const DEFAULT_KEY_ALIAS: &str = "alias/aws/secretsmanager";
 
@@ -47,10 +56,12 @@ const DEFAULT_KEY_ALIAS: &str = "alias/aws/secretsmanager";
 pub(super) enum Standing {
     /// None of that name.
     Absent,
-    /// Ours by its tags.
+    /// Ours by its tags, and live.
     Ours(SecretInfo),
-    /// Pending deletion with our `stack-id` tag, from any stack: a leftover of a deleted
-    /// connector, restored rather than failing for the length of the recovery window.
+    /// Pending deletion, met by a Create: a leftover of a deleted connector. Never restored or
+    /// taken over — force-deleted and replaced by a new secret when it is this resource's own or
+    /// was released by the Delete that scheduled it ([`TAG_RELEASED`]); otherwise the request
+    /// fails naming it.
     Leftover(SecretInfo),
 }
 
@@ -65,12 +76,11 @@ impl Standing {
                 "secret {} was scheduled for deletion by this resource's Delete after this request was sent",
                 target.secret_name
             ))),
-            Some(i) if target.owner.owns(&i.tags) => Ok(Standing::Ours(i)),
-            // Only a Create (a connector deployed again) restores a leftover: an Update meeting
+            // Only a Create (a connector deployed again) clears a leftover: an Update meeting
             // one is a late delivery, or a SecretName change onto another connector's remains.
-            Some(i) if i.pending_deletion && i.tags.contains_key(TAG_STACK_ID) && target.before.is_none() => {
-                Ok(Standing::Leftover(i))
-            }
+            Some(i) if i.pending_deletion && target.before.is_none() => Ok(Standing::Leftover(i)),
+            Some(i) if i.pending_deletion => Err(leftover(target, "an Update never replaces a secret pending deletion")),
+            Some(i) if target.owner.owns(&i.tags) => Ok(Standing::Ours(i)),
             Some(_) => Err(ProvisionError::Foreign {
                 kind: Kind::Secret,
                 name: target.secret_name.clone(),
@@ -84,6 +94,14 @@ impl Standing {
             Standing::Absent => None,
             Standing::Ours(i) | Standing::Leftover(i) => Some(i),
         }
+    }
+}
+
+/// The error for a secret pending deletion that this request may not replace.
+pub(super) fn leftover(target: &Target, problem: &str) -> ProvisionError {
+    ProvisionError::LeftoverSecret {
+        name: target.secret_name.clone(),
+        problem: problem.to_owned(),
     }
 }
 
@@ -430,6 +448,10 @@ impl<P: Ports> Provisioner<'_, P> {
         };
         if moved {
             self.abandon_rotation(&info).await?;
+        }
+        if let RecoveryWindow::Days(_) = window {
+            // Secrets Manager refuses every tag call once the deletion is scheduled.
+            secrets.tag(&info.arn, &released(owner)).await.in_step(step)?;
         }
         secrets.delete(&info.arn, window).await.in_step(step)?;
         Ok(doc)

@@ -16,7 +16,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::secret::{self, Read};
 use super::{steps, Provisioner, Target};
 use crate::ports::{AccessKeys, CallError, ErrorKind, Ports, SecretStore, Version, CURRENT, WRITING};
-use crate::properties::RecoveryWindow;
 
 /// The undo log of one request.
 #[derive(Default)]
@@ -28,8 +27,6 @@ struct Record {
     keys: Vec<(String, String)>,
     /// Versions this request added to a secret: `(arn, version)`.
     versions: Vec<(String, String)>,
-    /// A secret this request took out of its scheduled deletion.
-    restored: Option<String>,
 }
 
 impl Made {
@@ -52,11 +49,6 @@ impl Made {
         self.record().versions.push((arn.to_owned(), version.to_owned()));
     }
 
-    /// This request is about to cancel the scheduled deletion of `arn`.
-    pub(super) fn restoring(&self, arn: &str) {
-        self.record().restored = Some(arn.to_owned());
-    }
-
     /// How many versions this request wrote so far.
     pub(super) fn writes(&self) -> usize {
         self.record().versions.len()
@@ -68,10 +60,6 @@ impl<P: Ports> Provisioner<'_, P> {
     /// is logged, the request's own error stays the `Reason`.
     pub async fn undo(&self, target: &Target, made: &Made) {
         self.undo_in(&target.secret_name, made).await;
-        let restored = made.record().restored.clone();
-        if let Some(arn) = &restored {
-            self.unrestore(target, arn).await;
-        }
     }
 
     /// The keys and versions of [`Provisioner::undo`], for the secret `secret` (name or ARN).
@@ -98,20 +86,6 @@ impl<P: Ports> Provisioner<'_, P> {
                 Err(e) if e.kind == ErrorKind::Conflict => {}
                 other => log("unstaging the request's version", other),
             }
-        }
-    }
-
-    /// A secret this request restored but could not claim (tag as this resource's) goes back to
-    /// its scheduled deletion: nobody else restored it, and nothing serves it.
-    async fn unrestore(&self, target: &Target, arn: &str) {
-        let secrets = self.ports.secrets();
-        match secrets.describe(arn).await {
-            Ok(Some(info)) if !info.pending_deletion && !target.owner.owns(&info.tags) => log(
-                "scheduling the restored secret's deletion again",
-                secrets.delete(arn, RecoveryWindow::Days(7)).await,
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "could not read the restored secret while undoing"),
         }
     }
 

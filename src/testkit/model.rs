@@ -856,6 +856,17 @@ const FOUND: &[(&str, &str)] = &[
          deleted the new connector's user: a user created after a Delete was sent is another's",
         r#"[{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Rotate":{"interrupt":"SecretName"}},"delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":"Delete","delivery":"Once","fault":[4,false],"second_wins":false,"seed":0},{"op":"Create","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":{"Late":{"back":1}},"delivery":"Once","fault":null,"second_wins":false,"seed":0}]"#,
     ),
+    (
+        "a Create delivered twice at once with a fault after another stack's Delete: the failed twin \
+         put the leftover it had restored back into deletion after the other had claimed it (leftovers \
+         are force-deleted and replaced since, never restored)",
+        r#"[{"op":{"Update":{"change":"KeyVersion","then_rollback":false}},"delivery":"Once","fault":null,"second_wins":false,"seed":10155351597960613837},{"op":"Intruder","delivery":"Once","fault":null,"second_wins":false,"seed":0},{"op":"Create","delivery":"AtOnce","fault":[8,false],"second_wins":true,"seed":0}]"#,
+    ),
+    (
+        "a Create delivered twice at once after a released leftover: the second twin force-deleted, \
+         by name, the secret the first had just created in the leftover's place (deletes go by ARN)",
+        r#"[{"op":{"Rotate":{"interrupt":null}},"delivery":"Once","fault":null,"second_wins":false,"seed":11758260593505174905},{"op":"Create","delivery":"AtOnce","fault":[20,false],"second_wins":false,"seed":0},{"op":{"Late":{"back":0}},"delivery":"Again","fault":null,"second_wins":false,"seed":0},{"op":"Create","delivery":"AtOnce","fault":null,"second_wins":false,"seed":0}]"#,
+    ),
 ];
 
 #[test]

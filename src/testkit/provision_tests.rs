@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
-use crate::ownership::{TAG_LOGICAL_ID, TAG_PHYSICAL_ID, TAG_STACK_ID};
+use crate::ownership::{TAG_LOGICAL_ID, TAG_PHYSICAL_ID, TAG_RELEASED, TAG_STACK_ID};
 use crate::ports::{AccessKeys, ErrorKind, Users, CURRENT};
 use crate::provision::{DeleteTarget, Kind, Made, ProvisionError, Provisioned};
 use secrets::FakeSecret;
@@ -299,7 +299,7 @@ async fn a_foreign_secret_fails_before_anything_is_written() {
 }
 
 #[tokio::test]
-async fn a_leftover_secret_pending_deletion_is_restored_and_reused() {
+async fn a_released_leftover_is_force_deleted_and_replaced_never_restored() {
     let w = World::new();
     let mut old = target(json!({}));
     old.owner.stack_id = STACK.replace("11111111", "99999999");
@@ -307,48 +307,66 @@ async fn a_leftover_secret_pending_deletion_is_restored_and_reused() {
     let stack = StackArn::parse(STACK).unwrap();
     let gone = DeleteTarget::new(old.owner.clone(), stack, &old.physical_id, &props(json!({})));
     w.provisioner("req-d").delete(&gone).await.unwrap();
-    assert!(w.secrets.secret(SECRET).unwrap().pending_deletion);
+    let leftover = w.secrets.secret(SECRET).unwrap();
+    assert!(leftover.pending_deletion);
+    assert_eq!(leftover.tags.get(TAG_RELEASED).map(String::as_str), Some("true"));
     let done = w.converge_as("req-2", &target(json!({}))).await.unwrap();
     let secret = w.secrets.secret(SECRET).unwrap();
     assert!(!secret.pending_deletion);
+    assert_eq!(secret.versions.len(), 1, "a new secret: none of the leftover's versions");
     assert_eq!(secret.tags.get(TAG_STACK_ID).map(String::as_str), Some(STACK));
+    assert!(!secret.tags.contains_key(TAG_RELEASED));
     assert_eq!(w.stored(SECRET).unwrap().access_key_id, done.access_key_id);
+    assert!(!w.faults.log().iter().any(|c| *c == "secretsmanager:RestoreSecret"));
+}
+
+/// Planted pending deletion: another stack's tag but never released, or released with replicas.
+fn plant_leftover(w: &World, released: bool, replicated: bool) {
+    let mut tags = Tags::new();
+    tags.insert(
+        TAG_STACK_ID.into(),
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/gone/1".into(),
+    );
+    tags.insert("team".into(), "theirs".into());
+    if released {
+        tags.insert(TAG_RELEASED.into(), "true".into());
+    }
+    w.secrets.plant(
+        SECRET,
+        FakeSecret {
+            arn: "arn:planted".into(),
+            tags,
+            pending_deletion: true,
+            deleted_at: Some(1),
+            replicated,
+            versions: vec![("v0".into(), "{}".into(), vec![CURRENT.into()])],
+            ..Default::default()
+        },
+    );
 }
 
 #[tokio::test]
-async fn a_leftover_with_a_resource_policy_or_another_kms_key_never_receives_the_key() {
-    let theirs = "arn:aws:kms:us-east-1:999999999999:key/theirs";
-    for (policy, kms) in [(Some("{\"Statement\": []}"), None), (None, Some(theirs))] {
+async fn a_leftover_not_released_or_replicated_is_never_touched_and_the_create_fails_naming_it() {
+    for (released, replicated, problem) in [
+        (false, false, "did not release it"),
+        (true, true, "has replicas"),
+    ] {
         let w = World::new();
-        let mut tags = Tags::new();
-        tags.insert(
-            TAG_STACK_ID.into(),
-            "arn:aws:cloudformation:us-east-1:123456789012:stack/gone/1".into(),
-        );
-        w.secrets.plant(
-            SECRET,
-            FakeSecret {
-                arn: "arn:planted".into(),
-                tags,
-                pending_deletion: true,
-                policy: policy.map(Into::into),
-                kms_key_id: kms.map(Into::into),
-                versions: vec![("v0".into(), "{}".into(), vec![CURRENT.into()])],
-                ..Default::default()
-            },
-        );
+        plant_leftover(&w, released, replicated);
         let props = json!({"ConnectorName": "test", "TrailMode": "Off"});
         let created = w.handle(event(STACK, "Create", "r1", None, &props, None)).await;
+        assert_eq!(created.status, crate::cfn::response::Status::Failed);
         assert!(
-            created.reason.starts_with(&format!("secret {SECRET} ")),
+            created.reason.contains(&format!("secret {SECRET} is scheduled for deletion"))
+                && created.reason.contains(problem)
+                && created.reason.contains("--force-delete-without-recovery"),
             "{}",
             created.reason
         );
         let secret = w.secrets.secret(SECRET).unwrap();
-        assert!(
-            secret.versions.iter().all(|(_, value, _)| !value.contains("AKIA")),
-            "the key never went in"
-        );
+        assert!(secret.pending_deletion && secret.arn == "arn:planted", "left as it was");
+        assert_eq!(secret.versions.len(), 1, "the key never went in");
+        assert!(!w.faults.log().iter().any(|c| *c == "secretsmanager:TagResource"));
         let rollback = w
             .handle(event(STACK, "Delete", "r2", Some(&created.physical_id), &props, None))
             .await;
@@ -359,11 +377,22 @@ async fn a_leftover_with_a_resource_policy_or_another_kms_key_never_receives_the
             rollback.reason
         );
         assert!(w.iam.user(USER).is_none(), "the rollback Delete removed the user");
-        assert!(
-            w.secrets.secret(SECRET).unwrap().pending_deletion,
-            "and scheduled the secret's deletion again"
-        );
+        assert_eq!(w.secrets.secret(SECRET).unwrap().arn, "arn:planted");
     }
+}
+
+#[tokio::test]
+async fn an_update_never_replaces_a_secret_pending_deletion() {
+    let w = World::new();
+    w.converge(&target(json!({}))).await.unwrap();
+    plant_leftover(&w, true, false);
+    let err = w
+        .converge_as("req-2", &update(json!({}), json!({"KeyVersion": "2"})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("an Update never replaces"), "{err}");
+    assert_eq!(w.secrets.secret(SECRET).unwrap().arn, "arn:planted");
 }
 
 #[tokio::test]
@@ -450,6 +479,8 @@ async fn a_clean_delete_lists_only_what_iam_says_is_left() {
             "iam:ListAccessKeys",
             "secretsmanager:DeleteSecret",
             "secretsmanager:DescribeSecret",
+            // The released tag, before the deletion is scheduled.
+            "secretsmanager:TagResource",
         ]
     );
 }

@@ -23,6 +23,8 @@ pub struct FakeSecret {
     pub policy: Option<String>,
     pub rotation: Option<(String, u32)>,
     pub description: String,
+    /// Replicated to another region.
+    pub replicated: bool,
     /// Version id → (value, labels), in the order written.
     pub versions: Vec<(String, String, Vec<String>)>,
 }
@@ -50,6 +52,7 @@ impl FakeSecret {
                 .map(|(id, _, stages)| (id.clone(), stages.clone()))
                 .collect(),
             description: Some(self.description.clone()),
+            replicated: self.replicated,
         }
     }
 
@@ -63,6 +66,10 @@ impl FakeSecret {
 /// Secrets Manager in us-east-1 of account 123456789012.
 pub struct FakeSecrets {
     pub secrets: Mutex<BTreeMap<String, FakeSecret>>,
+    /// How many secrets were ever created: like AWS, a name created again gets another ARN.
+    created: std::sync::atomic::AtomicUsize,
+    /// Every name ever created.
+    ever: Mutex<std::collections::BTreeSet<String>>,
     faults: Arc<Faults>,
     clock: super::clock::ManualClock,
 }
@@ -80,6 +87,8 @@ impl FakeSecrets {
     pub fn new(faults: Arc<Faults>, clock: super::clock::ManualClock) -> FakeSecrets {
         FakeSecrets {
             secrets: Mutex::default(),
+            created: std::sync::atomic::AtomicUsize::default(),
+            ever: Mutex::default(),
             faults,
             clock,
         }
@@ -118,8 +127,8 @@ impl FakeSecrets {
         found.map(|(_, s)| f(s)).ok_or_else(|| not_found(op))
     }
 
-    /// A write. Like AWS, every write but `RestoreSecret` is refused while the secret is
-    /// scheduled for deletion.
+    /// A write. Like AWS, every write is refused while the secret is scheduled for deletion
+    /// (but `DeleteSecret`, which may force the deletion).
     async fn write(
         &self,
         op: &'static str,
@@ -128,7 +137,7 @@ impl FakeSecrets {
     ) -> Result<(), CallError> {
         let after = self.faults.call(op).await?;
         self.on(op, arn, |s| {
-            if s.pending_deletion && op != "secretsmanager:RestoreSecret" {
+            if s.pending_deletion {
                 let message = "You can't perform this operation on the secret because it was marked for deletion.";
                 return Err(CallError::new(
                     op,
@@ -163,8 +172,16 @@ impl SecretStore for FakeSecrets {
             // Real AWS: ResourceExistsException, or InvalidRequestException when pending deletion.
             return Ok(Created::AlreadyExists);
         }
+        // The first secret of every name ends as tests expect; one created again after a forced
+        // deletion gets another suffix, as AWS's random one would be.
+        let n = self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let first = lock(&self.ever).insert(secret.name.to_owned());
+        let suffix = match first {
+            true => "AbCdEf".to_owned(),
+            false => format!("{n:06}"),
+        };
         let arn = format!(
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-AbCdEf",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-{suffix}",
             secret.name
         );
         let fake = FakeSecret {
@@ -181,10 +198,6 @@ impl SecretStore for FakeSecrets {
         };
         secrets.insert(secret.name.to_owned(), fake);
         answer(after, Created::New(arn))
-    }
-    async fn restore(&self, arn: &str) -> Result<(), CallError> {
-        self.set("secretsmanager:RestoreSecret", arn, |s| s.pending_deletion = false)
-            .await
     }
     async fn get_value(&self, id: &str, version: Version<'_>) -> Result<Option<SecretValue>, CallError> {
         self.faults.call("secretsmanager:GetSecretValue").await?;

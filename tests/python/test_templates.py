@@ -69,6 +69,8 @@ THROUGH_SECRETS_MANAGER = {
         SECRETS, {"Fn::If": ["HasCredentials", {"Ref": "ApiCredentials"}, {"Ref": "AWS::NoValue"}]}]},
 }
 UNCONDITIONED = None
+# Where no stack's tag is: a resource being created (IAM authorizes its tags before it exists).
+UNTAGGED = {"Null": {"aws:ResourceTag/cloud-app-security:stack-id": "true"}}
 # AWS's key quarantine policies (AWSCompromisedKeyQuarantine, …V2, …V3): never detached. Null: ArnNotLike
 # holds for a request without the key.
 NEVER_A_QUARANTINE = {
@@ -109,14 +111,21 @@ EXPECTED = {
     "iam:DeleteUserPolicy": [USER_OURS],
     "iam:DetachUserPolicy": [(USER_PATH, {"StringEquals": RESOURCE_TAG, **NEVER_A_QUARANTINE})],
     **{f"secretsmanager:{a}": [(SECRETS, UNCONDITIONED)] for a in [
-        "DescribeSecret", "GetResourcePolicy", "RestoreSecret"]},
-    "secretsmanager:CreateSecret": [(SECRETS, {"StringEquals": REQUEST_TAG})],
-    "secretsmanager:TagResource": [(SECRETS, {"StringEquals": REQUEST_TAG})],
+        "DescribeSecret", "GetResourcePolicy"]},
+    # Created, or tagged, with our tag only where no stack's tag is (a secret being created);
+    # re-tagged only where ours is. Never restored.
+    "secretsmanager:CreateSecret": [(SECRETS, {"StringEquals": REQUEST_TAG, **UNTAGGED})],
+    "secretsmanager:TagResource": [(SECRETS, {"StringEquals": REQUEST_TAG, **UNTAGGED}),
+                                   (SECRETS, {"StringEquals": {**RESOURCE_TAG, **REQUEST_TAG}})],
     "secretsmanager:GetSecretValue": [(SECRETS, {"StringEquals": RESOURCE_TAG}),
                                       ({"Ref": "ApiCredentials"}, UNCONDITIONED)],
     **{f"secretsmanager:{a}": [(SECRETS, {"StringEquals": RESOURCE_TAG})] for a in [
-        "PutSecretValue", "UpdateSecretVersionStage", "UpdateSecret", "DeleteSecret", "RotateSecret",
+        "PutSecretValue", "UpdateSecretVersionStage", "UpdateSecret", "RotateSecret",
         "CancelRotateSecret"]},
+    # Ours; or, forced, a leftover its own Delete released (of any stack).
+    "secretsmanager:DeleteSecret": [(SECRETS, {"StringEquals": RESOURCE_TAG}),
+                                    (SECRETS, {"StringEquals": {"aws:ResourceTag/cloud-app-security:released": "true"},
+                                               "Bool": {"secretsmanager:ForceDeleteWithoutRecovery": "true"}})],
     "secretsmanager:UntagResource": [(SECRETS, {"StringEquals": RESOURCE_TAG, **NEVER_OWNERSHIP_KEYS}),
                                      (SECRETS, {"StringEquals": RESOURCE_TAG, **ONLY_LEGACY_KEYS})],
     "kms:Decrypt": [([ACCOUNT_KEYS, SECRET_KEY], THROUGH_SECRETS_MANAGER)],
@@ -124,8 +133,8 @@ EXPECTED = {
     "kms:DescribeKey": [([ACCOUNT_KEYS, SECRET_KEY, TRAIL_KEY], UNCONDITIONED)],
     **{f"cloudtrail:{a}": [("*", UNCONDITIONED)] for a in [
         "DescribeTrails", "GetTrailStatus", "GetEventSelectors", "ListTags"]},
-    "cloudtrail:CreateTrail": [(OUR_TRAIL, {"StringEquals": REQUEST_TAG})],
-    "cloudtrail:AddTags": [(OUR_TRAIL, {"StringEquals": REQUEST_TAG}),
+    "cloudtrail:CreateTrail": [(OUR_TRAIL, {"StringEquals": REQUEST_TAG, **UNTAGGED})],
+    "cloudtrail:AddTags": [(OUR_TRAIL, {"StringEquals": REQUEST_TAG, **UNTAGGED}),
                            (ANY_TRAIL, {"StringEquals": {**RESOURCE_TAG, **REQUEST_TAG}})],
     **{f"cloudtrail:{a}": [(ANY_TRAIL, {"StringEquals": RESOURCE_TAG})] for a in [
         "UpdateTrail", "StartLogging", "DeleteTrail"]},
