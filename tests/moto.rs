@@ -197,14 +197,20 @@ async fn delete_with_a_zero_recovery_window_removes_the_secret_at_once() {
 }
 
 #[tokio::test]
-async fn create_after_delete_restores_the_secret_pending_deletion() {
+async fn create_after_delete_replaces_the_released_secret_pending_deletion() {
     let env = Env::new().await;
     let props = env.props(json!({}));
     assert_success(&env.create(props.clone()).await);
+    let first = env.secret_arn(&env.secret_name()).await;
     assert_success(&env.delete(&env.physical_id(), props.clone()).await);
     let r = env.create(props).await;
     assert_success(&r);
     assert_eq!(env.secret_pending_deletion(&env.secret_name()).await, Some(false));
+    assert_ne!(
+        env.secret_arn(&env.secret_name()).await,
+        first,
+        "a new secret (another ARN suffix), never the leftover restored"
+    );
     let keys = env.keys(&env.user_name()).await;
     assert_eq!(
         env.secret_value(&env.secret_name()).await.unwrap()["AccessKeyId"],

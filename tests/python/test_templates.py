@@ -91,8 +91,8 @@ EXPECTED = {
         "ListServiceSpecificCredentials"]},
     # A user is created only with the boundary and this stack's tag.
     "iam:CreateUser": [(USER_PATH, {"StringEquals": {**BOUNDARY, **REQUEST_TAG}})],
-    # Tags: at CreateUser (boundary + request tag), or on a user of ours, always with our tag.
-    "iam:TagUser": [(USER_PATH, {"StringEquals": {**BOUNDARY, **REQUEST_TAG}}),
+    # Tags: at CreateUser (no stack's tag yet), or on a user of ours, always with our tag.
+    "iam:TagUser": [(USER_PATH, {"StringEquals": REQUEST_TAG, **UNTAGGED}),
                     (USER_PATH, {"StringEquals": {**RESOURCE_TAG, **REQUEST_TAG}})],
     "iam:UntagUser": [(USER_PATH, {"StringEquals": RESOURCE_TAG, **NEVER_OWNERSHIP_KEYS})],
     # Credentials only for our users.
@@ -245,8 +245,13 @@ def test_no_if_exists_operator_and_no_condition_on_a_missing_key(template):
     for statement in role_statements(template):
         for operator, block in statement.get("Condition", {}).items():
             assert "IfExists" not in operator, f"{statement['Sid']}: {operator}"
-            # Null only ever requires a key to be present ("false"), never allows its absence.
-            assert operator != "Null" or set(block.values()) == {"false"}, f"{statement['Sid']}: {block}"
+            # Null requires a key to be present ("false"); its absence ("true") is allowed only for
+            # the stack tag of a resource being created, beside the request tag it must carry.
+            if operator == "Null":
+                absent = {k for k, v in block.items() if v == "true"}
+                assert absent <= {"aws:ResourceTag/cloud-app-security:stack-id"}, f"{statement['Sid']}: {block}"
+                assert not absent or statement["Condition"]["StringEquals"][
+                    "aws:RequestTag/cloud-app-security:stack-id"] == STACK_ID, statement["Sid"]
     # Nothing can remove a boundary, change group membership or touch roles, groups or policies.
     everything = {a for s in role_statements(template) for a in actions(s)}
     assert not everything & {"iam:DeleteUserPermissionsBoundary", "iam:RemoveUserFromGroup", "iam:AddUserToGroup",
@@ -258,12 +263,16 @@ def test_no_if_exists_operator_and_no_condition_on_a_missing_key(template):
 
 def test_the_tag_on_create_statement_cannot_serve_a_tag_call_of_its_own():
     # iam:PermissionsBoundary is in the request context of CreateUser, never of TagUser (IAM
-    # service authorization reference): the TagUser that needs no resource tag needs the boundary.
+    # service authorization reference): a TagUser grant rests on documented keys only — our resource
+    # tag, or (the user being created) no stack's tag at all — and always carries our tag.
     for statement in ROLE:
         if "iam:TagUser" in actions(statement):
-            condition = statement["Condition"]["StringEquals"]
-            assert condition["aws:RequestTag/cloud-app-security:stack-id"] == STACK_ID
-            assert "iam:PermissionsBoundary" in condition or "aws:ResourceTag/cloud-app-security:stack-id" in condition
+            condition = statement["Condition"]
+            assert condition["StringEquals"]["aws:RequestTag/cloud-app-security:stack-id"] == STACK_ID
+            assert "iam:PermissionsBoundary" not in condition["StringEquals"]
+            ours = condition["StringEquals"].get("aws:ResourceTag/cloud-app-security:stack-id") == STACK_ID
+            untagged = condition.get("Null", {}).get("aws:ResourceTag/cloud-app-security:stack-id") == "true"
+            assert ours or untagged, statement["Sid"]
 
 
 @TEMPLATES

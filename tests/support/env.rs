@@ -255,6 +255,12 @@ impl Env {
         let out = self.sm.describe_secret().secret_id(name).send().await.ok()?;
         Some(out.deleted_date().is_some())
     }
+
+    /// The ARN of the secret that has this name now (`None`: no such secret).
+    pub async fn secret_arn(&self, name: &str) -> Option<String> {
+        let out = self.sm.describe_secret().secret_id(name).send().await.ok()?;
+        out.arn().map(str::to_owned)
+    }
 }
 
 pub fn assert_success(response: &Value) {
