@@ -182,6 +182,10 @@ pub struct KeySettings {
     pub connections: Vec<String>,
     /// `RotationGraceDays`.
     pub grace_days: u32,
+    /// The tag keys the secret may carry besides the function's own (the deployer's `Tags` and
+    /// `ToleratedTagKeys`): a rotation withholds its key from a secret that carries others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted_tags: Vec<String>,
 }
 
 /// A previous key kept active after a rotation in portal mode.

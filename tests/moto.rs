@@ -201,13 +201,13 @@ async fn create_after_delete_replaces_the_released_secret_pending_deletion() {
     let env = Env::new().await;
     let props = env.props(json!({}));
     assert_success(&env.create(props.clone()).await);
-    let first = env.secret_arn(&env.secret_name()).await;
+    let first = env.secret_arn_of(&env.secret_name()).await;
     assert_success(&env.delete(&env.physical_id(), props.clone()).await);
     let r = env.create(props).await;
     assert_success(&r);
     assert_eq!(env.secret_pending_deletion(&env.secret_name()).await, Some(false));
     assert_ne!(
-        env.secret_arn(&env.secret_name()).await,
+        env.secret_arn_of(&env.secret_name()).await,
         first,
         "a new secret (another ARN suffix), never the leftover restored"
     );

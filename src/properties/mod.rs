@@ -113,6 +113,9 @@ pub struct Properties {
     pub cloud_app_security_credentials: Option<String>,
     /// `Tags`, the deployer's.
     pub tags: BTreeMap<String, String>,
+    /// `ToleratedTagKeys`: tag keys others may put on the secret (an organization's tagging
+    /// policy) without the key being withheld from it; a trailing `*` matches a prefix.
+    pub tolerated_tag_keys: Vec<String>,
     /// `CodeVersion`.
     pub code_version: Option<String>,
 }
@@ -140,6 +143,7 @@ impl Default for Properties {
             cloud_app_security_url: None,
             cloud_app_security_credentials: None,
             tags: BTreeMap::new(),
+            tolerated_tag_keys: Vec::new(),
             code_version: None,
         }
     }

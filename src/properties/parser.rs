@@ -106,6 +106,17 @@ const FIELDS: &[(&str, Field)] = &[
         out.cloud_app_security_credentials = p.checked(rules::is_secret_reference, message);
     }),
     ("Tags", |p, out| out.tags = p.tags()),
+    ("ToleratedTagKeys", |p, out| {
+        let keys = p.list().unwrap_or_default();
+        for key in &keys {
+            if !rules::is_tolerated_tag_key(key) {
+                let message = "each must be a tag key (1-128 characters of letters, digits, spaces and _ . : / = + - @), \
+                               optionally ending in * for a prefix";
+                p.invalid(format!("{key:?}: {message}"), ());
+            }
+        }
+        out.tolerated_tag_keys = keys;
+    }),
     ("CodeVersion", |p, out| out.code_version = p.string()),
     ("ValidateOnly", |p, out| {
         out.validate_only = p.choice(&[("false", false), ("true", true)]);

@@ -98,6 +98,13 @@ pub fn is_secret_reference(v: &str) -> bool {
     (1..=2048).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-:".contains(c))
 }
 
+/// A `ToleratedTagKeys` entry: a tag key, or a prefix of one ending in `*`.
+pub fn is_tolerated_tag_key(key: &str) -> bool {
+    let key = key.strip_suffix('*').unwrap_or(key);
+    let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+    !key.is_empty() && key.chars().count() <= MAX_TAG_KEY && key.chars().all(allowed)
+}
+
 /// Why a deployer's tag cannot be used, if it cannot.
 pub fn tag_problem(key: &str, value: &str) -> Option<String> {
     let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);

@@ -16,7 +16,7 @@ use aws_lc_rs::digest;
 use super::{steps, InStep, Kind, Made, ProvisionError, Provisioner, Target};
 use super::{LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_KEY_VERSION, LEGACY_TAG_REGISTRATION};
 use crate::key_material::{RecordedRegistration, SecretDocument, SecretText};
-use crate::ownership::{Owner, UserRef, TAG_PHYSICAL_ID, TAG_RELEASED, TAG_STACK_ID};
+use crate::ownership::{Owner, UserRef, TAG_LOGICAL_ID, TAG_PHYSICAL_ID, TAG_RELEASED, TAG_STACK_ID};
 use crate::ports::{AccessKeys, CURRENT, PENDING, WRITING};
 use crate::ports::{CallError, Created, ErrorKind, Keys, NewSecret, Ports, SecretInfo, SecretStore, Users, Version};
 use crate::properties::RecoveryWindow;
@@ -95,6 +95,57 @@ impl Standing {
             Standing::Ours(i) | Standing::Leftover(i) => Some(i),
         }
     }
+}
+
+/// Why a secret must not receive a key, if it must not: a resource policy (it could grant others
+/// access), a replica (a copy under policies this function never sees), or a tag this stack did
+/// not set and `accepted` does not name (an attribute-based policy could grant its reader access).
+pub(crate) fn unfit(info: &SecretInfo, policy: Option<&str>, accepted: &[String]) -> Option<String> {
+    if policy.is_some() {
+        return Some(
+            "has a resource policy (it could grant others access); remove it (aws secretsmanager \
+             delete-resource-policy) or choose another SecretName"
+                .to_owned(),
+        );
+    }
+    if info.replicated {
+        return Some(
+            "is replicated to other regions (each replica is a copy of the key under its own policies); remove \
+             the replicas (aws secretsmanager remove-regions-from-replication) or choose another SecretName"
+                .to_owned(),
+        );
+    }
+    let unexpected = unexpected_tags(&info.tags, accepted);
+    (!unexpected.is_empty()).then(|| {
+        format!(
+            "carries tags this stack did not set ({}): one could grant access through an attribute-based policy. \
+             Remove them, or list their keys in ToleratedTagKeys if your organization's tagging puts them there",
+            unexpected.join(", ")
+        )
+    })
+}
+
+/// The keys of `tags` that are neither this function's own, nor AWS's (`aws:`, which no one else
+/// can set), nor named by `accepted` (a trailing `*` matches a prefix).
+pub(crate) fn unexpected_tags(tags: &crate::ports::Tags, accepted: &[String]) -> Vec<String> {
+    const OWN: [&str; 7] = [
+        TAG_STACK_ID,
+        TAG_LOGICAL_ID,
+        TAG_PHYSICAL_ID,
+        TAG_RELEASED,
+        LEGACY_TAG_KEY_VERSION,
+        LEGACY_TAG_CONNECTOR_ID,
+        LEGACY_TAG_REGISTRATION,
+    ];
+    let matches = |pattern: &String, key: &str| match pattern.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => pattern == key,
+    };
+    tags.keys()
+        .filter(|k| !OWN.contains(&k.as_str()) && !k.starts_with("aws:"))
+        .filter(|k| !accepted.iter().any(|a| matches(a, k)))
+        .cloned()
+        .collect()
 }
 
 /// The error for a secret pending deletion that this request may not replace.
@@ -282,9 +333,10 @@ impl<P: Ports> Provisioner<'_, P> {
         }
     }
 
-    /// Before a key goes into a secret this request did not create: no resource policy, and
-    /// the KMS key the properties name — our own secret is brought to that key, a leftover of a
-    /// deleted stack must already have it. A tag alone never earns a secret the key.
+    /// Before a key goes into a secret this request did not create: no resource policy, no
+    /// replica, no tag this stack did not set or the deployer does not tolerate, and the KMS key
+    /// the properties name — our own secret is brought to that key, a leftover of a deleted stack
+    /// must already have it. A tag alone never earns a secret the key.
     pub(super) async fn secure(&self, target: &Target, standing: &Standing) -> Result<(), ProvisionError> {
         let Some(info) = standing.info() else { return Ok(()) };
         let secrets = self.ports.secrets();
@@ -292,16 +344,11 @@ impl<P: Ports> Provisioner<'_, P> {
             async { secrets.resource_policy(&info.arn).await.in_step(steps::SECRET) },
             self.same_kms_key(target.secret_kms_key_id.as_deref(), info.kms_key_id.as_deref()),
         )?;
-        let unsafe_secret = |problem: String| ProvisionError::UnsafeSecret {
-            name: target.secret_name.clone(),
-            problem,
-        };
-        if policy.is_some() {
-            return Err(unsafe_secret(
-                "has a resource policy (it could grant others access); remove it (aws secretsmanager \
-                 delete-resource-policy) or choose another SecretName"
-                    .to_owned(),
-            ));
+        if let Some(problem) = unfit(info, policy.as_deref(), &target.accepted_tags()) {
+            return Err(ProvisionError::UnsafeSecret {
+                name: target.secret_name.clone(),
+                problem,
+            });
         }
         match (same_key, standing) {
             (true, _) => Ok(()),
@@ -312,10 +359,24 @@ impl<P: Ports> Provisioner<'_, P> {
             (false, _) => {
                 let wanted = target.secret_kms_key_id.as_deref().unwrap_or(DEFAULT_KEY_ALIAS);
                 let found = info.kms_key_id.as_deref().unwrap_or(DEFAULT_KEY_ALIAS);
-                Err(unsafe_secret(format!(
-                    "is encrypted with KMS key {found}, not {wanted} as SecretKmsKeyId says"
-                )))
+                Err(ProvisionError::UnsafeSecret {
+                    name: target.secret_name.clone(),
+                    problem: format!("is encrypted with KMS key {found}, not {wanted} as SecretKmsKeyId says"),
+                })
             }
+        }
+    }
+
+    /// The same checks for a rotation's write, with the tags the last Create or Update accepted.
+    pub(crate) async fn secure_for_rotation(&self, info: &SecretInfo, accepted: &[String]) -> Result<(), ProvisionError> {
+        let secrets = self.ports.secrets();
+        let policy = secrets.resource_policy(&info.arn).await.in_step(steps::SECRET)?;
+        match unfit(info, policy.as_deref(), accepted) {
+            Some(problem) => Err(ProvisionError::UnsafeSecret {
+                name: info.arn.clone(),
+                problem,
+            }),
+            None => Ok(()),
         }
     }
 

@@ -102,6 +102,8 @@ pub struct Target {
     pub tags: Tags,
     /// Deployer tags the previous properties set and these no longer do.
     pub removed_tags: Vec<String>,
+    /// `ToleratedTagKeys`.
+    pub tolerated_tag_keys: Vec<String>,
     /// The trail.
     pub trail: TrailTarget,
     /// The connector's name.
@@ -162,6 +164,7 @@ impl Target {
             key_version: properties.key_version.clone(),
             tags: properties.tags.clone(),
             removed_tags,
+            tolerated_tag_keys: properties.tolerated_tag_keys.clone(),
             trail: TrailTarget::new(properties, previous.map(|(p, _)| p)),
             connector_name: resolved.connector_name,
             callback: Callback::from_properties(properties, allowed)?,
@@ -179,11 +182,20 @@ impl Target {
         self.owner.tags(&self.physical_id, &self.tags)
     }
 
+    /// The tag keys the secret may carry besides the function's own: the deployer's (those
+    /// still set and those this Update removes, which `tidy_secret` takes off after the write)
+    /// and `ToleratedTagKeys`.
+    pub fn accepted_tags(&self) -> Vec<String> {
+        let deployer = self.tags.keys().chain(&self.removed_tags);
+        deployer.chain(&self.tolerated_tag_keys).cloned().collect()
+    }
+
     /// What a rotation must know of this target, kept in the secret's value.
     pub fn key_settings(&self) -> KeySettings {
         KeySettings {
             connections: self.connections.iter().map(|c| c.as_str().to_owned()).collect(),
             grace_days: self.grace_days,
+            accepted_tags: self.tags.keys().chain(&self.tolerated_tag_keys).cloned().collect(),
         }
     }
 

@@ -317,7 +317,7 @@ async fn a_released_leftover_is_force_deleted_and_replaced_never_restored() {
     assert_eq!(secret.tags.get(TAG_STACK_ID).map(String::as_str), Some(STACK));
     assert!(!secret.tags.contains_key(TAG_RELEASED));
     assert_eq!(w.stored(SECRET).unwrap().access_key_id, done.access_key_id);
-    assert!(!w.faults.log().iter().any(|c| *c == "secretsmanager:RestoreSecret"));
+    assert!(!w.faults.log().contains(&"secretsmanager:RestoreSecret"));
 }
 
 /// Planted pending deletion: another stack's tag but never released, or released with replicas.
@@ -366,7 +366,7 @@ async fn a_leftover_not_released_or_replicated_is_never_touched_and_the_create_f
         let secret = w.secrets.secret(SECRET).unwrap();
         assert!(secret.pending_deletion && secret.arn == "arn:planted", "left as it was");
         assert_eq!(secret.versions.len(), 1, "the key never went in");
-        assert!(!w.faults.log().iter().any(|c| *c == "secretsmanager:TagResource"));
+        assert!(!w.faults.log().contains(&"secretsmanager:TagResource"));
         let rollback = w
             .handle(event(STACK, "Delete", "r2", Some(&created.physical_id), &props, None))
             .await;
@@ -703,4 +703,65 @@ async fn two_deliveries_of_one_create_at_once_end_with_one_key_both_answers_name
             assert_eq!(answer.access_key_id, stored.access_key_id, "seed {seed}");
         }
     }
+}
+
+/// Someone adds a tag (or a replica) to the connector's secret, as an attribute-based policy
+/// would need.
+fn tamper(w: &World, tag: Option<(&str, &str)>, replicated: bool) {
+    let mut secrets = w.secrets.secrets.lock().unwrap();
+    let secret = secrets.get_mut(SECRET).unwrap();
+    if let Some((k, v)) = tag {
+        secret.tags.insert(k.into(), v.into());
+    }
+    secret.replicated |= replicated;
+}
+
+#[tokio::test]
+async fn a_key_is_never_written_into_a_secret_with_a_tag_this_stack_did_not_set_or_a_replica() {
+    for (tag, replicated, tolerated, problem) in [
+        (Some(("abac-readers", "attackers")), false, json!(""), Some("carries tags this stack did not set (abac-readers)")),
+        (Some(("abac-readers", "attackers")), false, json!("abac-readers"), None),
+        (Some(("org:cost-centre", "42")), false, json!(["org:*", "other"]), None),
+        (None, true, json!(""), Some("is replicated to other regions")),
+    ] {
+        let w = World::new();
+        let props = json!({"ToleratedTagKeys": tolerated});
+        let first = w.converge(&target(props.clone())).await.unwrap();
+        tamper(&w, tag, replicated);
+        let mut new = props.clone();
+        new["KeyVersion"] = json!("2");
+        let result = w.converge_as("req-2", &update(props, new)).await;
+        match problem {
+            Some(problem) => {
+                let err = result.unwrap_err().to_string();
+                assert!(err.contains(problem), "{err}");
+                assert_eq!(w.stored(SECRET).unwrap().access_key_id, first.access_key_id, "nothing written");
+                assert_eq!(w.iam.user(USER).unwrap().keys.len(), 1, "the issued key was taken back");
+            }
+            None => assert_ne!(result.unwrap().access_key_id, first.access_key_id),
+        }
+    }
+}
+
+#[test]
+fn unexpected_tags_are_those_neither_ours_nor_aws_nor_accepted() {
+    use crate::provision::secret::unexpected_tags;
+    let tags: Tags = [
+        (TAG_STACK_ID, "s"),
+        (TAG_RELEASED, "true"),
+        ("cloud-app-security:key-version", "1"),
+        ("aws:cloudformation:stack-name", "x"),
+        ("team", "security"),
+        ("cost:centre", "1"),
+        ("cloud-app-security:other", "x"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(
+        unexpected_tags(&tags, &["team".into(), "cost:*".into()]),
+        ["cloud-app-security:other"]
+    );
+    assert_eq!(unexpected_tags(&tags, &[]), ["cloud-app-security:other", "cost:centre", "team"]);
+    assert_eq!(unexpected_tags(&tags, &["Team".into()]).len(), 3, "Secrets Manager's keys are case-sensitive");
 }

@@ -465,3 +465,27 @@ async fn turning_rotation_off_mid_rotation_abandons_it_so_that_it_can_be_turned_
     w.rotate("rot-2").await.unwrap();
     assert_ne!(w.current().access_key_id, stored);
 }
+
+#[tokio::test]
+async fn a_rotation_issues_no_key_for_a_secret_someone_tagged_and_accepts_the_deployers_tags() {
+    for (extra, fails) in [("org:owner", false), ("abac-readers", true)] {
+        let w = World::new();
+        w.connector(json!({"Tags": {"team": "security"}, "ToleratedTagKeys": "org:*"}))
+            .await;
+        {
+            let mut secrets = w.secrets.secrets.lock().unwrap();
+            let tags = &mut secrets.get_mut(SECRET).unwrap().tags;
+            tags.insert(extra.into(), "someone".into());
+        }
+        let keys = w.iam.user(USER).unwrap().keys.len();
+        let rotated = w.rotate("rot-1").await;
+        match fails {
+            false => assert!(rotated.is_ok(), "{:?}", rotated.err().map(|e| e.to_string())),
+            true => {
+                let err = rotated.unwrap_err().to_string();
+                assert!(err.contains("carries tags this stack did not set (abac-readers)"), "{err}");
+                assert_eq!(w.iam.user(USER).unwrap().keys.len(), keys, "no key issued");
+            }
+        }
+    }
+}

@@ -257,7 +257,7 @@ impl Env {
     }
 
     /// The ARN of the secret that has this name now (`None`: no such secret).
-    pub async fn secret_arn(&self, name: &str) -> Option<String> {
+    pub async fn secret_arn_of(&self, name: &str) -> Option<String> {
         let out = self.sm.describe_secret().secret_id(name).send().await.ok()?;
         out.arn().map(str::to_owned)
     }
