@@ -200,7 +200,7 @@ impl<P: Ports> Provisioner<'_, P> {
     }
 
     /// Removes each registration; returns those that could not be removed now.
-    pub(super) async fn unregister_all(&self, registrations: Vec<RecordedRegistration>) -> Vec<RecordedRegistration> {
+    pub(crate) async fn unregister_all(&self, registrations: Vec<RecordedRegistration>) -> Vec<RecordedRegistration> {
         let mut left = Vec::new();
         for registration in registrations {
             if !self.unregister(&registration).await {

@@ -22,8 +22,6 @@ pub struct DeleteTarget {
     pub connections: BTreeSet<Connection>,
     /// The secret's name and recovery window.
     pub secret: (String, RecoveryWindow),
-    /// Whether a registration may exist (a call back is configured).
-    pub callback: bool,
     /// The trail settings.
     pub trail: TrailTarget,
     /// When CloudFormation signed the Delete (seconds since the epoch), where known.
@@ -45,7 +43,6 @@ impl DeleteTarget {
                 properties.secret_recovery_window,
             ),
             connections: properties.connections.clone(),
-            callback: properties.cloud_app_security_url.is_some(),
             trail: TrailTarget::new(properties, None),
             owner,
             stack,
@@ -68,8 +65,10 @@ impl<P: Ports> Provisioner<'_, P> {
         let secret = async {
             let (name, window) = &target.secret;
             let served = [target.physical_id.as_str()];
+            // Read in either mode: a portal-mode resource may still record registrations it
+            // could not remove when it left call-back mode.
             let doc = self
-                .delete_secret_if_ours(&target.owner, name, &served, *window, (target.callback, false))
+                .delete_secret_if_ours(&target.owner, name, &served, *window, (true, false))
                 .await?;
             let books = doc.map(|d| d.bookkeeping).unwrap_or_default();
             let current = books.registration.filter(|r| r.physical_id == target.physical_id);

@@ -315,6 +315,7 @@ impl<P: Ports> Rotator<'_, P> {
         };
         let (current, listed, retirement) = self.retire_awaiting(current, listed, made).await?;
         let current = self.repair_registration(current, made).await?;
+        let current = self.retry_stale(current, made).await?;
         let (current, switch_unseen) = self.follow_switch(current, made).await?;
         let deleted = self.delete_stale(&current, &listed).await?;
         self.provisioner

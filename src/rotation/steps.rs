@@ -430,4 +430,25 @@ impl<P: Ports> Rotator<'_, P> {
         tracing::info!("the registration in doubt was sent again with the current key");
         self.record(&current, doc, made).await
     }
+
+    /// The check retries the removal of registrations a Delete, a move or portal mode could not
+    /// remove at the time (the tenant down, its token expired); those removed leave the record.
+    pub(super) async fn retry_stale(&self, current: Read, made: &Made) -> Result<Read, RotationError> {
+        let stale = current.doc.bookkeeping.stale_registrations.clone();
+        if stale.is_empty() {
+            return Ok(current);
+        }
+        self.provisioner.progress.set(step_names::CALLBACK);
+        let left = self.provisioner.unregister_all(stale.clone()).await;
+        if left == stale {
+            return Ok(current);
+        }
+        tracing::info!(
+            removed = stale.len() - left.len(),
+            "stale registrations removed by the key check"
+        );
+        let mut doc = current.doc.clone();
+        doc.bookkeeping.stale_registrations = left;
+        self.record(&current, doc, made).await
+    }
 }

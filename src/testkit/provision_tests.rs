@@ -479,6 +479,8 @@ async fn a_clean_delete_lists_only_what_iam_says_is_left() {
             "iam:ListAccessKeys",
             "secretsmanager:DeleteSecret",
             "secretsmanager:DescribeSecret",
+            // The record, for registrations left to remove (in portal mode too).
+            "secretsmanager:GetSecretValue",
             // The released tag, before the deletion is scheduled.
             "secretsmanager:TagResource",
         ]

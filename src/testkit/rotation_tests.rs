@@ -489,3 +489,41 @@ async fn a_rotation_issues_no_key_for_a_secret_someone_tagged_and_accepts_the_de
         }
     }
 }
+
+#[tokio::test]
+async fn a_registration_a_switch_to_portal_mode_could_not_remove_goes_at_the_check_or_the_delete() {
+    use crate::ownership::StackArn;
+    use crate::ports::ErrorKind;
+    use crate::provision::DeleteTarget;
+    for by_check in [true, false] {
+        let w = World::new();
+        let mut with_callback = callback(&w);
+        with_callback["RotationDays"] = json!("30");
+        let t = w.connector(with_callback.clone()).await;
+        assert_eq!(w.registry.connectors.lock().unwrap().len(), 1);
+        w.faults.fail_next("cloudappsecurity:Remove", ErrorKind::Other);
+        let portal = update(with_callback, json!({"RotationDays": "30"}));
+        w.provisioner("req-2")
+            .converge(&portal, &Made::default())
+            .await
+            .unwrap();
+        assert_eq!(w.registry.connectors.lock().unwrap().len(), 1, "the removal failed");
+        assert_eq!(w.current().bookkeeping.stale_registrations.len(), 1, "and was recorded");
+        match by_check {
+            true => {
+                w.check().await.unwrap();
+                assert!(w.current().bookkeeping.stale_registrations.is_empty());
+            }
+            false => {
+                let stack = StackArn::parse(STACK).unwrap();
+                let gone = DeleteTarget::new(t.owner.clone(), stack, &t.physical_id, &props(json!({})));
+                w.provisioner("req-d").delete(&gone).await.unwrap();
+            }
+        }
+        assert!(
+            w.registry.connectors.lock().unwrap().is_empty(),
+            "removed by the {}",
+            if by_check { "check" } else { "portal-mode Delete" }
+        );
+    }
+}
