@@ -20,7 +20,7 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cfn-lint"
-.venv/bin/cfn-lint template.yaml deploy/stackset.yaml deploy/artifact-bucket.yaml
+.venv/bin/cfn-lint template.yaml deploy/stackset.yaml deploy/artifact-bucket.yaml deploy/fleet.yaml
 echo "==> sam validate --lint"
 .venv/bin/sam validate --lint --template-file template.yaml --region us-east-1
 # The role and boundary as they resolve, and both templates: every finding left is justified in
@@ -34,9 +34,9 @@ bash scripts/iam-simulate.sh
 # tests/control_tower_exceptions.yaml.
 echo "==> Control Tower proactive controls (cfn-guard)"
 bash scripts/control-tower.sh
-echo "==> checkov (template.yaml, deploy/stackset.yaml)"
+echo "==> checkov (template.yaml, deploy/stackset.yaml, deploy/fleet.yaml)"
 bash scripts/venv-checkov.sh
-.venv-checkov/bin/checkov --framework cloudformation -f template.yaml -f deploy/stackset.yaml \
+.venv-checkov/bin/checkov --framework cloudformation -f template.yaml -f deploy/stackset.yaml -f deploy/fleet.yaml \
   --compact --quiet --skip-download
 echo "==> deployment tests (templates, rollout against moto)"
 .venv/bin/python -m pytest tests/python -q

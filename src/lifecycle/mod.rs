@@ -21,7 +21,7 @@ use crate::ports::Ports;
 use crate::progress::Progress;
 use serde_json::{Map, Value};
 
-use crate::key_material::{Applied, FailedRequest, SecretDocument};
+use crate::key_material::{Applied, Bookkeeping, FailedRequest, SecretDocument};
 use crate::ports::{CallError, ErrorKind, SecretStore, Version, CURRENT};
 use crate::properties::{Parsed, Properties};
 use crate::provision::secret::{self, Read};
@@ -203,7 +203,8 @@ impl<P: Ports> Lifecycle<'_, P> {
             }
             Request::Delete(r) => {
                 let props = r.resource_properties.lenient();
-                Box::pin(self.delete(&r.physical_resource_id, props)).await
+                let recorded = record.map(|r| r.doc.bookkeeping);
+                Box::pin(self.delete(&r.physical_resource_id, props, recorded)).await
             }
             _ => Answer::failed(fallback, "unsupported RequestType".to_owned()),
         }
@@ -468,13 +469,14 @@ impl<P: Ports> Lifecycle<'_, P> {
         }
     }
 
-    async fn delete(&self, physical_id: &str, props: &Properties) -> Answer {
+    async fn delete(&self, physical_id: &str, props: &Properties, recorded: Option<Bookkeeping>) -> Answer {
         if UserRef::from_physical_id(physical_id).is_none() {
             // A Create that failed before a user could be named made nothing.
             return Answer::success(physical_id.to_owned(), "nothing to delete", BTreeMap::new());
         }
         let mut target = DeleteTarget::new(self.owner.clone(), self.stack.clone(), physical_id, props);
         target.signed_at = self.signed_at;
+        target.recorded = recorded;
         self.provisioner.progress.set(steps::DELETE_USER);
         match self.provisioner.delete(&target).await {
             Ok(()) => Answer::success(physical_id.to_owned(), "deleted", BTreeMap::new()),

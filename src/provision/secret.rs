@@ -15,7 +15,7 @@ use aws_lc_rs::digest;
 
 use super::{steps, InStep, Kind, Made, ProvisionError, Provisioner, Target};
 use super::{LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_KEY_VERSION, LEGACY_TAG_REGISTRATION};
-use crate::key_material::{RecordedRegistration, SecretDocument, SecretText};
+use crate::key_material::{Bookkeeping, RecordedRegistration, SecretDocument, SecretText};
 use crate::ownership::{Owner, UserRef, TAG_LOGICAL_ID, TAG_PHYSICAL_ID, TAG_RELEASED, TAG_STACK_ID};
 use crate::ports::{AccessKeys, CURRENT, PENDING, WRITING};
 use crate::ports::{CallError, Created, ErrorKind, Keys, NewSecret, Ports, SecretInfo, SecretStore, Users, Version};
@@ -469,19 +469,19 @@ impl<P: Ports> Provisioner<'_, P> {
 
 impl<P: Ports> Provisioner<'_, P> {
     /// Deletes the secret `name` if it is ours, not already scheduled for deletion, and serves
-    /// one of `served` — or, by its physical-id tag, a user that no longer exists (a secret
-    /// restored by a request that then failed serves nothing). A secret another resource now
-    /// uses is left alone. With `read_first`, returns the document it held, for the clean-ups
-    /// that depend on it. A secret that moved (`moved`) still serves the resource: a rotation in
-    /// progress in it is abandoned first.
+    /// one of `served` — or, by its physical-id tag, a user that no longer exists. A secret
+    /// another resource now uses is left alone. When it deleted it, returns the records it
+    /// held, for the clean-ups that depend on them: `recorded` (what the request read before it
+    /// started), or else read now. A secret that moved (`moved`) still serves the resource: a
+    /// rotation in progress in it is abandoned first, and its document is not needed.
     pub(super) async fn delete_secret_if_ours(
         &self,
         owner: &Owner,
         name: &str,
         served: &[&str],
         window: RecoveryWindow,
-        (read_first, moved): (bool, bool),
-    ) -> Result<Option<SecretDocument>, ProvisionError> {
+        (recorded, moved): (Option<&Bookkeeping>, bool),
+    ) -> Result<Option<Bookkeeping>, ProvisionError> {
         let step = match moved {
             true => steps::OLD_SECRET,
             false => steps::DELETE_SECRET,
@@ -500,12 +500,13 @@ impl<P: Ports> Provisioner<'_, P> {
             tracing::info!(secret = name, "secret is not this resource's to delete; left in place");
             return Ok(None);
         }
-        let doc = match read_first {
-            true => read(secrets, &info.arn, Version::Staged(CURRENT))
+        let doc = match (recorded, moved) {
+            (Some(books), _) => Some(books.clone()),
+            (None, true) => None,
+            (None, false) => read(secrets, &info.arn, Version::Staged(CURRENT))
                 .await
                 .in_step(step)?
-                .map(|r| r.doc),
-            false => None,
+                .map(|r| r.doc.bookkeeping),
         };
         if moved {
             self.abandon_rotation(&info).await?;

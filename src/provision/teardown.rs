@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::permissions::{CONFIGURATION_POLICIES, INLINE_POLICY_NAME};
 use super::{steps, trail, InStep, ProvisionError, Provisioner, TrailTarget};
+use crate::key_material::Bookkeeping;
 use crate::ownership::{Owner, StackArn, UserRef};
 use crate::ports::{AccessKeys, Attachment, Attachments, Depth, ErrorKind, Ports, UserPolicies, Users};
 use crate::properties::{Connection, Properties, RecoveryWindow};
@@ -26,6 +27,9 @@ pub struct DeleteTarget {
     pub trail: TrailTarget,
     /// When CloudFormation signed the Delete (seconds since the epoch), where known.
     pub signed_at: Option<u64>,
+    /// The secret's records as the request read them first (the lifecycle's record), if it
+    /// did: not read again.
+    pub recorded: Option<Bookkeeping>,
 }
 
 /// How much later than a Delete was signed a user must have been created for the Delete to be
@@ -48,6 +52,7 @@ impl DeleteTarget {
             stack,
             physical_id: physical_id.to_owned(),
             signed_at: None,
+            recorded: None,
         }
     }
 }
@@ -65,12 +70,12 @@ impl<P: Ports> Provisioner<'_, P> {
         let secret = async {
             let (name, window) = &target.secret;
             let served = [target.physical_id.as_str()];
-            // Read in either mode: a portal-mode resource may still record registrations it
+            // Known in either mode: a portal-mode resource may still record registrations it
             // could not remove when it left call-back mode.
             let doc = self
-                .delete_secret_if_ours(&target.owner, name, &served, *window, (true, false))
+                .delete_secret_if_ours(&target.owner, name, &served, *window, (target.recorded.as_ref(), false))
                 .await?;
-            let books = doc.map(|d| d.bookkeeping).unwrap_or_default();
+            let books = doc.unwrap_or_default();
             let current = books.registration.filter(|r| r.physical_id == target.physical_id);
             self.unregister_all(current.into_iter().chain(books.stale_registrations).collect())
                 .await;
@@ -221,7 +226,7 @@ impl<P: Ports> Provisioner<'_, P> {
         };
         self.progress.set(steps::OLD_SECRET);
         let served = [before.physical_id.as_str(), target.physical_id.as_str()];
-        self.delete_secret_if_ours(&target.owner, name, &served, RecoveryWindow::Immediate, (false, true))
+        self.delete_secret_if_ours(&target.owner, name, &served, RecoveryWindow::Immediate, (None, true))
             .await?;
         Ok(())
     }
