@@ -130,10 +130,6 @@ JUSTIFIED = {
         PERMISSIONS_BOUNDARY_IS_A_STRING,
     ("role", "MISMATCHED_TYPE_BUT_USABLE", "AttachOnlyTheTwoManagedPolicies iam:PermissionsBoundary"):
         PERMISSIONS_BOUNDARY_IS_A_STRING,
-    ("role", "UNKNOWN_CONDITION_FOR_ACTION", "CreateUsersWithTheBoundaryAndOurTag iam:PermissionsBoundary for iam:TagUser"):
-        "Deliberate: iam:PermissionsBoundary is not a TagUser key, so this statement can never allow "
-        "a TagUser call of its own; TagUser is there only for the tags of a CreateUser, which "
-        "carries the boundary (docs/security.md).",
     ("role", "RESOURCE_STAR", "FindTrails"):
         "Trail discovery reads any trail (GetTrailStatus, GetEventSelectors): shadow trails of other "
         "regions and organization trails have ARNs the stack cannot know. Reads only.",

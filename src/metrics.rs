@@ -19,6 +19,10 @@ pub const PASTE_PENDING: &str = "PastePending";
 /// using the new key (1).
 pub const SWITCH_NOT_SEEN: &str = "KeySwitchNotSeen";
 
+/// The connector's user holds a quarantine policy or another `Deny` (1) or none (0); sent by each
+/// check: the function never detaches one, and its key is of no use to Cloud App Security meanwhile.
+pub const QUARANTINED: &str = "UserQuarantined";
+
 /// The embedded-metric-format line for `values` about `secret`, at `at`.
 pub fn line(secret: &str, values: &[(&str, u32)], at: SystemTime) -> String {
     let millis = at.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);

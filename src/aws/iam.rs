@@ -177,6 +177,21 @@ impl UserPolicies for IamAdapter {
         Ok(found.map(|out| percent_decode(out.policy_document())))
     }
 
+    async fn get_managed_policy(&self, policy_arn: &str) -> Result<Option<String>, CallError> {
+        let policy = self.client.get_policy().policy_arn(policy_arn).send().await;
+        let policy = none_if("iam:GetPolicy", policy, |e| e.is_no_such_entity_exception())?;
+        let Some(version) = policy.and_then(|p| p.policy?.default_version_id) else {
+            return Ok(None);
+        };
+        let request = self.client.get_policy_version().policy_arn(policy_arn).version_id(version);
+        let found = none_if("iam:GetPolicyVersion", request.send().await, |e| {
+            e.is_no_such_entity_exception()
+        })?;
+        Ok(found
+            .and_then(|out| out.policy_version?.document)
+            .map(|d| percent_decode(&d)))
+    }
+
     async fn put_inline_policy(&self, name: &str, policy: &str, document: &str) -> Result<(), CallError> {
         let request = self.client.put_user_policy().user_name(name).policy_name(policy);
         done("iam:PutUserPolicy", request.policy_document(document).send().await)

@@ -105,6 +105,9 @@ pub trait UserPolicies: Sync {
     fn attach_policy(&self, name: &str, policy_arn: &str) -> impl Future<Output = Result<(), CallError>> + Send;
     /// Detaches a managed policy; one not attached succeeds.
     fn detach_policy(&self, name: &str, policy_arn: &str) -> impl Future<Output = Result<(), CallError>> + Send;
+    /// The decoded document of a managed policy's default version, `None` if there is no such
+    /// policy (whether detaching it would remove a `Deny`).
+    fn get_managed_policy(&self, policy_arn: &str) -> impl Future<Output = Result<Option<String>, CallError>> + Send;
 }
 
 /// The user's access keys. IAM allows two per user, and `ListAccessKeys` is eventually

@@ -188,9 +188,21 @@ impl<P: Ports> Provisioner<'_, P> {
         }
     }
 
+    /// The policies that quarantine the user now, by name (the key check's alarm).
+    pub async fn quarantined(&self, name: &str) -> Result<Vec<String>, ProvisionError> {
+        let iam = self.ports.iam();
+        let attachments = match iam.list_attachments(name, Depth::Usual).await {
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other.in_step(steps::DELETE_USER)?,
+        };
+        let held = self.quarantine(name, &attachments).await?;
+        Ok(held.iter().map(attachment_name).collect())
+    }
+
     /// The attachments that quarantine the user — AWS's `AWSCompromisedKeyQuarantine*` managed
-    /// policies, and any inline policy but ours that denies something. Detaching only narrows,
-    /// except these: removing a Deny widens the user, and undoes an incident responder's work.
+    /// policies, and any other policy but ours that denies something (an inline one, a customer
+    /// managed one, AWS's `AWSDenyAll`). Detaching only narrows, except these: removing a Deny
+    /// widens the user, and undoes an incident responder's work.
     pub(super) async fn quarantine(
         &self,
         name: &str,
@@ -200,7 +212,11 @@ impl<P: Ports> Provisioner<'_, P> {
         let mut held = Vec::new();
         for attachment in attachments {
             let hold = match attachment {
-                Attachment::ManagedPolicy(arn) => is_quarantine_policy(arn),
+                Attachment::ManagedPolicy(arn) if is_quarantine_policy(arn) => true,
+                Attachment::ManagedPolicy(arn) if !is_configuration_policy(arn) => {
+                    let document = iam.get_managed_policy(arn).await.in_step(steps::DELETE_USER)?;
+                    document.is_some_and(|d| denies(&d))
+                }
                 Attachment::InlinePolicy(policy) if policy != INLINE_POLICY_NAME => {
                     let document = iam.get_inline_policy(name, policy).await.in_step(steps::DELETE_USER)?;
                     document.is_some_and(|d| denies(&d))
@@ -230,6 +246,14 @@ impl<P: Ports> Provisioner<'_, P> {
             .await?;
         Ok(())
     }
+}
+
+/// One of the two managed policies the connector attaches (no `Deny` in either).
+fn is_configuration_policy(arn: &str) -> bool {
+    let partition = arn.split(':').nth(1).unwrap_or_default();
+    CONFIGURATION_POLICIES
+        .iter()
+        .any(|p| arn == format!("arn:{partition}:iam::aws:policy/{p}"))
 }
 
 /// An AWS managed quarantine policy (`AWSCompromisedKeyQuarantine`, `…V2`, `…V3`, …).

@@ -243,6 +243,8 @@ pub struct Checked {
     pub switch_not_seen: bool,
     /// Keys deleted as stale.
     pub deleted: Vec<String>,
+    /// The policies that quarantine the user (a leak's incident response), by name.
+    pub quarantined: Vec<String>,
 }
 
 impl Checked {
@@ -253,6 +255,7 @@ impl Checked {
             &[
                 (metrics::PASTE_PENDING, u32::from(self.paste_pending)),
                 (metrics::SWITCH_NOT_SEEN, u32::from(self.switch_not_seen)),
+                (metrics::QUARANTINED, u32::from(!self.quarantined.is_empty())),
             ],
         );
         json!({
@@ -260,6 +263,7 @@ impl Checked {
             "PreviousKey": self.retirement.unwrap_or("none awaiting a paste"),
             "PastePending": self.paste_pending,
             "DeletedKeys": self.deleted,
+            "Quarantined": self.quarantined,
         })
     }
 }
@@ -318,15 +322,23 @@ impl<P: Ports> Rotator<'_, P> {
         let current = self.retry_stale(current, made).await?;
         let (current, switch_unseen) = self.follow_switch(current, made).await?;
         let deleted = self.delete_stale(&current, &listed).await?;
-        self.provisioner
-            .align_description(&info.arn, info.description.as_deref(), &current.doc)
-            .await?;
+        let (aligned, quarantined) = futures::join!(
+            self.provisioner
+                .align_description(&info.arn, info.description.as_deref(), &current.doc),
+            self.provisioner.quarantined(&current.doc.user_name),
+        );
+        aligned?;
+        let quarantined = quarantined?;
+        if !quarantined.is_empty() {
+            tracing::warn!(policies = ?quarantined, "the connector's user is quarantined: never detached by this function");
+        }
         Ok(Checked {
             secret: secret_id.to_owned(),
             retirement: retirement.map(describe),
             paste_pending: retirement.is_some_and(Retirement::pending),
             switch_not_seen: switch_unseen,
             deleted,
+            quarantined,
         })
     }
 

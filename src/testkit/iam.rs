@@ -72,6 +72,8 @@ pub struct FakeIam {
     pub issued: Mutex<Vec<(String, String)>>,
     /// When each key was last used.
     pub last_used: Mutex<BTreeMap<String, SystemTime>>,
+    /// Managed policies' documents, by ARN (any other policy has none: not a `Deny`).
+    pub managed: Mutex<BTreeMap<String, String>>,
     /// Keys younger than this are missing from `ListAccessKeys`.
     pub list_lag: Mutex<Duration>,
     /// Keys whose `CreateAccessKey` answer was lost (a fault after the effect): nobody ever
@@ -115,6 +117,7 @@ impl FakeIam {
             users: Mutex::default(),
             issued: Mutex::default(),
             last_used: Mutex::default(),
+            managed: Mutex::default(),
             list_lag: Mutex::default(),
             undelivered: Mutex::default(),
             next_key: Mutex::new(0),
@@ -245,6 +248,10 @@ impl UserPolicies for FakeIam {
     async fn get_inline_policy(&self, name: &str, policy: &str) -> Result<Option<String>, CallError> {
         self.faults.call("iam:GetUserPolicy").await?;
         self.on_user("iam:GetUserPolicy", name, |u| u.inline.get(policy).cloned())
+    }
+    async fn get_managed_policy(&self, policy_arn: &str) -> Result<Option<String>, CallError> {
+        self.faults.call("iam:GetPolicyVersion").await?;
+        Ok(lock(&self.managed).get(policy_arn).cloned())
     }
     async fn put_inline_policy(&self, name: &str, policy: &str, document: &str) -> Result<(), CallError> {
         self.write("iam:PutUserPolicy", name, |u| {

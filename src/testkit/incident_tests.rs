@@ -130,3 +130,32 @@ async fn a_quarantine_policy_survives_update_and_delete() {
         "and the connector's policy"
     );
 }
+
+#[tokio::test]
+async fn a_managed_policy_with_a_deny_survives_delete_and_the_check_raises_the_alarm() {
+    let w = World::new();
+    created(&w).await;
+    let deny = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}"#;
+    let allow = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}]}"#;
+    let responder = "arn:aws:iam::123456789012:policy/responder-deny";
+    let deny_all = "arn:aws:iam::aws:policy/AWSDenyAll";
+    let extra = "arn:aws:iam::123456789012:policy/extra-reads";
+    for (arn, document) in [(responder, deny), (deny_all, deny), (extra, allow)] {
+        w.iam.managed.lock().unwrap().insert(arn.to_owned(), document.to_owned());
+        w.iam.with(USER, |u| drop(u.attached.insert(arn.to_owned())));
+    }
+    let checked = w.check().await.unwrap();
+    assert_eq!(checked["Quarantined"], json!([responder, deny_all]), "{checked}");
+    let deleted = w
+        .handle(event(STACK, "Delete", "r-del", Some(PHYSICAL), &base(), None))
+        .await;
+    assert_eq!(deleted.status, Status::Failed);
+    assert!(
+        deleted.reason.contains(responder) && deleted.reason.contains(deny_all),
+        "{}",
+        deleted.reason
+    );
+    let user = w.iam.user(USER).expect("the quarantined user stays");
+    assert!(user.attached.contains(responder) && user.attached.contains(deny_all));
+    assert!(!user.attached.contains(extra), "a policy without a Deny is stripped as before");
+}

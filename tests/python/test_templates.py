@@ -89,6 +89,9 @@ EXPECTED = {
         "GetUserPolicy", "ListUserPolicies", "ListAttachedUserPolicies", "ListAccessKeys", "GetAccessKeyLastUsed",
         "ListGroupsForUser", "ListMFADevices", "ListSSHPublicKeys", "ListSigningCertificates",
         "ListServiceSpecificCredentials"]},
+    # Whether a policy attached to our user denies (never detached): reads of any policy.
+    "iam:GetPolicy": [({"Fn::Sub": "arn:${AWS::Partition}:iam::*:policy/*"}, UNCONDITIONED)],
+    "iam:GetPolicyVersion": [({"Fn::Sub": "arn:${AWS::Partition}:iam::*:policy/*"}, UNCONDITIONED)],
     # A user is created only with the boundary and this stack's tag.
     "iam:CreateUser": [(USER_PATH, {"StringEquals": {**BOUNDARY, **REQUEST_TAG}})],
     # Tags: at CreateUser (no stack's tag yet), or on a user of ours, always with our tag.
@@ -257,7 +260,8 @@ def test_no_if_exists_operator_and_no_condition_on_a_missing_key(template):
     assert not everything & {"iam:DeleteUserPermissionsBoundary", "iam:RemoveUserFromGroup", "iam:AddUserToGroup",
                              "iam:CreateLoginProfile", "iam:UpdateLoginProfile", "iam:PassRole"}
     assert not [a for a in everything if re.match(r"iam:.*(Role|Group|Policy(Version)?)$", a)
-                and a not in ("iam:PutUserPolicy", "iam:DeleteUserPolicy", "iam:GetUserPolicy",
+                and a not in ("iam:PutUserPolicy", "iam:DeleteUserPolicy", "iam:GetUserPolicy", "iam:GetPolicy",
+                              "iam:GetPolicyVersion",
                               "iam:AttachUserPolicy", "iam:DetachUserPolicy")]
 
 
