@@ -94,7 +94,11 @@ pub fn plan(target: &TrailTarget, owner: &Owner, region: &str, seen: &[Observed]
         });
     }
     if target.mode == TrailMode::Reuse {
-        if let Some(other) = best_other(seen, region, &remove, named_ours) {
+        // Our own trail gives way only to an organization trail: anyone allowed to create a
+        // trail in the account could otherwise have ours deleted, then delete theirs.
+        let other = best_other(seen, region, &remove, named_ours)
+            .filter(|o| named_ours.is_none() || o.trail.organization);
+        if let Some(other) = other {
             remove.extend(named_ours.map(|o| o.trail.name.clone()));
             return Ok(Plan {
                 action: Action::Reuse(other.trail.arn.clone()),
@@ -530,7 +534,7 @@ mod tests {
     }
 
     #[test]
-    fn reuse_keeps_ours_when_it_is_the_only_one_and_drops_it_when_another_qualifies() {
+    fn reuse_keeps_ours_against_an_account_trail_and_drops_it_for_an_organization_trail() {
         let ours = seen(trail("cloud-app-security", REGION), Some(true), true);
         let alone = plan(
             &target(TrailMode::Reuse, None),
@@ -541,15 +545,27 @@ mod tests {
         .unwrap();
         assert_eq!(alone.action, Action::Adopt(ours.clone()));
         assert!(alone.remove.is_empty());
-        let other = seen(trail("org", REGION), Some(true), false);
+        // Someone who can only create a trail in the account makes one that qualifies.
+        let planted = seen(trail("planted", REGION), Some(true), false);
+        let kept = plan(
+            &target(TrailMode::Reuse, None),
+            &owner(),
+            REGION,
+            &[ours.clone(), planted.clone()],
+        )
+        .unwrap();
+        assert_eq!(kept.action, Action::Adopt(ours.clone()), "ours stays");
+        assert!(kept.remove.is_empty());
+        let mut org = seen(trail("org", REGION), Some(true), false);
+        org.trail.organization = true;
         let p = plan(
             &target(TrailMode::Reuse, None),
             &owner(),
             REGION,
-            &[ours.clone(), other.clone()],
+            &[ours.clone(), planted, org.clone()],
         )
         .unwrap();
-        assert_eq!(p.action, Action::Reuse(other.trail.arn));
+        assert_eq!(p.action, Action::Reuse(org.trail.arn));
         assert_eq!(p.remove, vec![ours.trail.name]);
     }
 
