@@ -54,6 +54,16 @@ impl Env {
         out.trail_arn().unwrap().to_owned()
     }
 
+    /// An organization trail (the management account's; moto lets any account make one).
+    async fn organization_trail(&self, name: &str) -> String {
+        let bucket = self.bucket().await;
+        let request = self.trails.create_trail().name(name).s3_bucket_name(bucket);
+        let request = request.is_multi_region_trail(true).include_global_service_events(true);
+        let out = request.is_organization_trail(true).send().await.unwrap();
+        self.trails.start_logging().name(name).send().await.unwrap();
+        out.trail_arn().unwrap().to_owned()
+    }
+
     async fn trail_props(&self, mode: &str) -> Value {
         self.props(json!({"TrailMode": mode, "TrailBucket": self.bucket().await}))
     }
@@ -178,7 +188,7 @@ async fn mode_changes_create_off_create_converge() {
 }
 
 #[tokio::test]
-async fn create_to_reuse_drops_ours_when_another_trail_qualifies() {
+async fn create_to_reuse_drops_ours_only_for_an_organization_trail() {
     let env = Env::in_own_account().await;
     let create = env.trail_props("Create").await;
     let reuse = env.props(json!({"TrailMode": "Reuse", "TrailBucket": create["TrailBucket"]}));
@@ -187,8 +197,14 @@ async fn create_to_reuse_drops_ours_when_another_trail_qualifies() {
     let r = env.update(&env.physical_id(), create.clone(), reuse.clone()).await;
     assert_success(&r);
     assert_eq!(r["Data"]["TrailCreated"], "true");
-    // Once another qualifies, one bill: ours goes.
-    let other = env.existing_trail("central", true, true).await;
+    // A trail anyone allowed to create one could make does not get ours deleted.
+    env.existing_trail("planted", true, true).await;
+    let r = env.update(&env.physical_id(), reuse.clone(), reuse.clone()).await;
+    assert_success(&r);
+    assert_eq!(r["Data"]["TrailCreated"], "true");
+    assert!(env.trail("cloud-app-security").await.is_some(), "ours stays");
+    // An organization trail qualifies: one bill, ours goes.
+    let other = env.organization_trail("central").await;
     let r = env.update(&env.physical_id(), reuse.clone(), reuse).await;
     assert_success(&r);
     assert_eq!(r["Data"]["TrailArn"], other);
