@@ -64,6 +64,19 @@ pub enum RotationError {
         /// What the key's identity check found.
         reason: String,
     },
+    /// The stored key was deactivated by a person: the secret cannot be proven this resource's
+    /// with it, so no key is issued into it here.
+    #[error(
+        "the key stored in secret {secret} ({key}) was deactivated by a person (incident response?); it is never \
+         reactivated, and without a working key this check cannot prove the secret is the connector's, so it \
+         issues none. The next stack update issues a new key (README, \"If the key leaks\")"
+    )]
+    Deactivated {
+        /// The secret.
+        secret: String,
+        /// The deactivated key's id.
+        key: String,
+    },
     /// Rotation is off for the secret.
     #[error("secret {0} does not have rotation enabled; nothing was done")]
     NotEnabled(String),
@@ -374,8 +387,23 @@ impl<P: Ports> Rotator<'_, P> {
         match self.provisioner.ports.probe().identity(&current.doc).await {
             Ok(arn) if arn == *physical_id => Ok((info, current)),
             Ok(arn) => Err(unproven(format!("it signs as {arn}"))),
-            Err(e) => Err(unproven(e.to_string())),
+            Err(e) => match self.deactivated(&current).await {
+                true => Err(RotationError::Deactivated {
+                    secret: info.arn.clone(),
+                    key: current.doc.access_key_id.clone(),
+                }),
+                false => Err(unproven(e.to_string())),
+            },
         }
+    }
+
+    /// Whether IAM lists the stored key as inactive (best effort: `false` when it cannot tell).
+    async fn deactivated(&self, current: &Read) -> bool {
+        let iam = self.provisioner.ports.iam();
+        let listed = iam.list_access_keys(&current.doc.user_name).await.unwrap_or_default();
+        listed
+            .iter()
+            .any(|k| k.access_key_id == current.doc.access_key_id && !k.active)
     }
 
     /// The current document.

@@ -142,7 +142,9 @@ async fn a_managed_policy_with_a_deny_survives_delete_and_the_check_raises_the_a
     let extra = "arn:aws:iam::123456789012:policy/extra-reads";
     for (arn, document) in [(responder, deny), (deny_all, deny), (extra, allow)] {
         w.iam.managed.lock().unwrap().insert(arn.to_owned(), document.to_owned());
-        w.iam.with(USER, |u| drop(u.attached.insert(arn.to_owned())));
+        w.iam.with(USER, |u| {
+            u.attached.insert(arn.to_owned());
+        });
     }
     let checked = w.check().await.unwrap();
     assert_eq!(checked["Quarantined"], json!([responder, deny_all]), "{checked}");
@@ -158,4 +160,18 @@ async fn a_managed_policy_with_a_deny_survives_delete_and_the_check_raises_the_a
     let user = w.iam.user(USER).expect("the quarantined user stays");
     assert!(user.attached.contains(responder) && user.attached.contains(deny_all));
     assert!(!user.attached.contains(extra), "a policy without a Deny is stripped as before");
+}
+
+#[tokio::test]
+async fn the_check_names_a_deactivated_stored_key_and_issues_nothing() {
+    let w = World::new();
+    created(&w).await;
+    let stored = w.stored(SECRET).unwrap().access_key_id;
+    deactivate(&w, &stored);
+    let err = w.check().await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("({stored}) was deactivated by a person")) && err.contains("The next stack update issues"),
+        "{err}"
+    );
+    assert_eq!(active(&w), Vec::<String>::new(), "nothing issued, nothing reactivated");
 }

@@ -108,8 +108,10 @@ impl KeyProbe for FakeProbe {
     async fn identity(&self, key: &SecretDocument) -> Result<String, ProbeError> {
         let user = self.iam.user(&key.user_name);
         let holder = user.filter(|u| {
+            // Like STS: an inactive key signs nothing.
             u.keys.iter().any(|k| {
                 k.access_key_id == key.access_key_id
+                    && k.active
                     && key.secret_access_key.expose() == format!("secret-of-{}", k.access_key_id)
             })
         });
