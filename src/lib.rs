@@ -5,7 +5,7 @@
 //!
 //! Dependencies point one way: `handler` → {`lifecycle`, `rotation`} → `provision` → `ports` ← adapters
 //! (`aws`, `cloud_app_security::client`). The pure modules — `properties`, `ownership`,
-//! `key_material`, `cloud_app_security::{endpoint, credentials}` — are used by every layer.
+//! `key_material`, `status`, `cloud_app_security::{endpoint, credentials}` — are used by every layer.
 //!
 //! - [`handler`]: the Lambda handler. Tells events apart, reads a request once, checks the stack
 //!   and the `ResponseURL`, runs the lifecycle under the deadline guard and the panic catcher,
@@ -24,6 +24,7 @@
 //! - [`ownership`], [`key_material`]: who owns what; the key and the secret's document.
 //! - [`http`]: the one HTTP client builder and retry policy.
 //! - [`logging`], [`progress`]: JSON logs; the current step, for the deadline guard.
+//! - [`status`]: the connector's status, defined once, and the report sent to the fleet's bus.
 #![warn(missing_docs)]
 
 pub mod aws;
@@ -41,6 +42,7 @@ pub mod progress;
 pub mod properties;
 pub mod provision;
 pub mod rotation;
+pub mod status;
 
 #[cfg(test)]
 mod testkit;

@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     logging::init();
     let (settings, read) = Settings::from_env();
     let services = match read {
-        Ok(()) => Services::new(&aws::load_config().await),
+        Ok(()) => Services::new(&aws::load_config().await).map(|s| s.reporting_to(settings.status_bus.clone())),
         Err(e) => Err(e),
     };
     if let Err(e) = &services {

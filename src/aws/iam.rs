@@ -183,7 +183,11 @@ impl UserPolicies for IamAdapter {
         let Some(version) = policy.and_then(|p| p.policy?.default_version_id) else {
             return Ok(None);
         };
-        let request = self.client.get_policy_version().policy_arn(policy_arn).version_id(version);
+        let request = self
+            .client
+            .get_policy_version()
+            .policy_arn(policy_arn)
+            .version_id(version);
         let found = none_if("iam:GetPolicyVersion", request.send().await, |e| {
             e.is_no_such_entity_exception()
         })?;

@@ -3,6 +3,7 @@
 //! bounded in time) and the reduction of SDK errors to [`CallError`]s.
 
 pub mod cloudtrail;
+pub mod eventbridge;
 pub mod iam;
 pub mod kms;
 pub mod probe;

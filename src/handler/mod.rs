@@ -5,6 +5,7 @@
 //! that fails ends as the invocation's error, which is how Secrets Manager learns of it.
 
 mod guard;
+mod report;
 mod services;
 
 use std::time::{Duration, SystemTime};
@@ -22,7 +23,10 @@ use crate::progress::Progress;
 use crate::rotation::{self, Event, RotationError};
 
 pub use guard::guard;
-pub use services::{Services, Settings, StartupError, STACK_ID_ENV, URL_SUFFIX_ENV};
+pub use services::{
+    Services, Settings, StartupError, DEFAULT_PASTE_OVERDUE_DAYS, PASTE_OVERDUE_DAYS_ENV, STACK_ID_ENV, STATUS_BUS_ENV,
+    URL_SUFFIX_ENV,
+};
 
 /// The work stops this long before the Lambda deadline, leaving time to answer.
 pub const GUARD_MARGIN: Duration = Duration::from_secs(5);
@@ -148,14 +152,44 @@ impl<P: Ports> Handler<P> {
             }
         }
         let body = answer.encode(&envelope);
-        self.delivery
-            .send(&envelope.response_url, body, times.answer_by)
-            .await?;
+        let report = self.report_of(&envelope, &answer);
+        let deliver = self.delivery.send(&envelope.response_url, body, times.answer_by);
+        // Boxed, like the lifecycle below: the SDK's futures are deep.
+        let reported = Box::pin(self.report(report, times.answer_by));
+        // A Delete reports before it answers: once CloudFormation has the answer, the role may
+        // be gone. Anything else reports while the answer travels.
+        match envelope.request_type.as_str() {
+            "Delete" => {
+                reported.await;
+                deliver.await?;
+            }
+            _ => futures::join!(deliver, reported).0?,
+        }
         let status = match answer.status {
             Status::Success => "SUCCESS",
             Status::Failed => "FAILED",
         };
         Ok(json!({"Status": status, "PhysicalResourceId": answer.physical_id}))
+    }
+
+    /// The status report of `answer`: none for a request of another stack, or when the
+    /// function could not start.
+    fn report_of(&self, envelope: &crate::cfn::Envelope, answer: &Answer) -> Option<crate::status::Report> {
+        let other = self
+            .settings
+            .stack_id
+            .as_ref()
+            .is_some_and(|ours| *ours != envelope.stack_id);
+        (!other && self.services.is_ok())
+            .then(|| report::of_answer(envelope, answer, self.settings.paste_overdue()))
+            .flatten()
+    }
+
+    /// Sends a report, if there is one and the services started.
+    async fn report(&self, report: Option<crate::status::Report>, until: Instant) {
+        if let Ok(services) = &self.services {
+            report::send(services, report, until).await;
+        }
     }
 
     /// A rotation step or the key check: its result, or its error as the invocation's.
@@ -174,6 +208,7 @@ impl<P: Ports> Handler<P> {
             allowed: &self.settings.allowed_hosts,
             stack_id: self.settings.stack_id.as_deref(),
             guard_at: Times::until(invoked.deadline).guard_at,
+            paste_overdue: self.settings.paste_overdue(),
         };
         // Boxed: the rotation's future is large (the SDK's are), like the lifecycle's below.
         let result = Box::pin(rotation::run(services, &invocation, &event))

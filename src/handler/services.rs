@@ -4,6 +4,7 @@
 use std::sync::OnceLock;
 
 use crate::aws::cloudtrail::CloudTrailAdapter;
+use crate::aws::eventbridge::EventBridgeAdapter;
 use crate::aws::iam::IamAdapter;
 use crate::aws::kms::KmsAdapter;
 use crate::aws::probe::KeyProbeAdapter;
@@ -17,6 +18,12 @@ use crate::ports::{Ports, SystemClock};
 pub const STACK_ID_ENV: &str = "CLOUD_APP_SECURITY_STACK_ID";
 /// The partition's URL suffix (`amazonaws.com`, `amazonaws.com.cn`), set by both templates.
 pub const URL_SUFFIX_ENV: &str = "CLOUD_APP_SECURITY_URL_SUFFIX";
+/// The organization's status bus (an event bus ARN; empty: report nowhere), from `StatusBusArn`.
+pub const STATUS_BUS_ENV: &str = "CLOUD_APP_SECURITY_STATUS_BUS";
+/// Days a key may wait for its paste before the status is `PasteOverdue`, from `PasteOverdueDays`.
+pub const PASTE_OVERDUE_DAYS_ENV: &str = "CLOUD_APP_SECURITY_PASTE_OVERDUE_DAYS";
+/// `PasteOverdueDays` when unset or unreadable.
+pub const DEFAULT_PASTE_OVERDUE_DAYS: u32 = 3;
 
 /// Why the function could not start. Every request is then answered `FAILED` with this.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -41,6 +48,10 @@ pub struct Settings {
     pub stack_id: Option<String>,
     /// The partition's URL suffix, for the `ResponseURL` rule.
     pub url_suffix: String,
+    /// Where to report the connector's status, if anywhere.
+    pub status_bus: Option<String>,
+    /// Days a key may wait for its paste before the status is `PasteOverdue`.
+    pub paste_overdue_days: u32,
 }
 
 impl Settings {
@@ -49,6 +60,11 @@ impl Settings {
     /// answers each request `FAILED` where CloudFormation waits, instead of leaving it waiting.
     pub fn from_env() -> (Settings, Result<(), StartupError>) {
         Settings::read(|name| std::env::var(name).ok())
+    }
+
+    /// `PasteOverdueDays` as a duration.
+    pub fn paste_overdue(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.paste_overdue_days) * 86_400)
     }
 
     /// [`Settings::from_env`] over any source of variables.
@@ -62,6 +78,11 @@ impl Settings {
             allowed_hosts,
             stack_id: var(STACK_ID_ENV),
             url_suffix: var(URL_SUFFIX_ENV).unwrap_or_else(|| "amazonaws.com".to_owned()),
+            status_bus: var(STATUS_BUS_ENV),
+            // A reporting setting never stops the function: an unreadable value is the default.
+            paste_overdue_days: var(PASTE_OVERDUE_DAYS_ENV)
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(DEFAULT_PASTE_OVERDUE_DAYS),
         };
         (settings, problem)
     }
@@ -79,6 +100,7 @@ pub struct Services {
     trails: CloudTrailAdapter,
     registry: Client,
     probe: KeyProbeAdapter,
+    status: EventBridgeAdapter,
 }
 
 impl Services {
@@ -95,7 +117,16 @@ impl Services {
             trails: CloudTrailAdapter::new(config),
             registry: Client::new()?,
             probe: KeyProbeAdapter::new(config),
+            status: EventBridgeAdapter::new(config, None),
         })
+    }
+
+    /// The same services, reporting to `bus` (an event bus ARN) when one is given.
+    pub fn reporting_to(self, bus: Option<String>) -> Services {
+        Services {
+            status: EventBridgeAdapter::new(&self.config, bus),
+            ..self
+        }
     }
 }
 
@@ -107,6 +138,7 @@ impl Ports for Services {
     type Registry = Client;
     type Probe = KeyProbeAdapter;
     type Clock = SystemClock;
+    type Status = EventBridgeAdapter;
 
     fn iam(&self) -> &IamAdapter {
         &self.iam
@@ -128,6 +160,9 @@ impl Ports for Services {
     }
     fn clock(&self) -> &SystemClock {
         &SystemClock
+    }
+    fn status(&self) -> &EventBridgeAdapter {
+        &self.status
     }
 }
 
@@ -152,6 +187,16 @@ mod tests {
         );
         let (defaults, read) = Settings::read(|_| None);
         assert!(read.is_ok());
+        assert_eq!((defaults.status_bus.as_deref(), defaults.paste_overdue_days), (None, 3));
+        let reporting = |name: &str| match name {
+            STATUS_BUS_ENV => Some("arn:aws:events:us-east-1:111111111111:event-bus/fleet".to_owned()),
+            PASTE_OVERDUE_DAYS_ENV => Some("not a number".to_owned()),
+            _ => None,
+        };
+        let (reporting, read) = Settings::read(reporting);
+        assert!(read.is_ok(), "a reporting setting never stops the function");
+        assert_eq!(reporting.paste_overdue_days, DEFAULT_PASTE_OVERDUE_DAYS);
+        assert!(reporting.status_bus.is_some_and(|b| b.ends_with("event-bus/fleet")));
         assert_eq!(
             (defaults.url_suffix.as_str(), defaults.stack_id),
             ("amazonaws.com", None)

@@ -14,6 +14,7 @@ pub(super) fn of(done: &Provisioned) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("UserName".to_owned(), done.user_name.clone()),
         ("UserArn".to_owned(), done.user_arn.clone()),
+        ("ConnectorName".to_owned(), done.connector_name.clone()),
         ("AccessKeyId".to_owned(), done.access_key_id.clone()),
         ("SecretArn".to_owned(), done.secret_arn.clone()),
         ("TrailArn".to_owned(), done.trail.arn.clone().unwrap_or_default()),

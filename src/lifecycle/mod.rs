@@ -103,10 +103,19 @@ pub async fn run<P: Ports>(
     lifecycle.dispatch(request, fallback).await
 }
 
+/// Whether `answer` tells the connector's state, for its status report: not a `ValidateOnly`
+/// resource's, and not a late delivery's that acted on nothing.
+pub fn reportable(answer: &Answer) -> bool {
+    !answer.physical_id.starts_with(VALIDATION_PREFIX) && !answer.reason.starts_with("superseded:")
+}
+
+/// The physical id of a `ValidateOnly` resource, before its logical id.
+const VALIDATION_PREFIX: &str = "cloud-app-security-validation/";
+
 /// The physical id of a `ValidateOnly` resource: never a user's ARN, so its Delete removes
 /// nothing.
 fn validation_id(envelope: &Envelope) -> String {
-    format!("cloud-app-security-validation/{}", envelope.logical_resource_id)
+    format!("{VALIDATION_PREFIX}{}", envelope.logical_resource_id)
 }
 
 /// A `ValidateOnly` resource (the template's check that runs before anything that outlives a

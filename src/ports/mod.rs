@@ -11,6 +11,7 @@ mod iam;
 mod probe;
 mod registry;
 mod secrets;
+mod status;
 mod trails;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ pub use registry::{Registration, Registry, RegistryError, Tenant};
 pub use secrets::{
     Keys, NewSecret, SecretInfo, SecretStore, SecretValue, Version, CURRENT, PENDING, PREVIOUS, WRITING,
 };
+pub use status::StatusBus;
 pub use trails::{TrailInfo, TrailSettings, Trails};
 
 /// Tags, by key.
@@ -68,6 +70,8 @@ pub trait Ports: Sync {
     type Probe: KeyProbe;
     /// The clock.
     type Clock: Clock;
+    /// The organization's status bus.
+    type Status: StatusBus;
     /// IAM.
     fn iam(&self) -> &Self::Iam;
     /// Secrets Manager.
@@ -82,4 +86,6 @@ pub trait Ports: Sync {
     fn probe(&self) -> &Self::Probe;
     /// The clock.
     fn clock(&self) -> &Self::Clock;
+    /// The organization's status bus.
+    fn status(&self) -> &Self::Status;
 }

@@ -110,7 +110,8 @@ const FIELDS: &[(&str, Field)] = &[
         let keys = p.list().unwrap_or_default();
         for key in &keys {
             if !rules::is_tolerated_tag_key(key) {
-                let message = "each must be a tag key (1-128 characters of letters, digits, spaces and _ . : / = + - @), \
+                let message =
+                    "each must be a tag key (1-128 characters of letters, digits, spaces and _ . : / = + - @), \
                                optionally ending in * for a prefix";
                 p.invalid(format!("{key:?}: {message}"), ());
             }

@@ -25,7 +25,9 @@ use super::secret::{self, At, Read, Standing, Written};
 use super::{steps, InStep, Made, ProvisionError, Provisioner, Target, LEGACY_TAG_KEY_VERSION};
 use crate::key_material::{AwaitingPaste, Bookkeeping, SecretDocument};
 use crate::ownership::TAG_RELEASED;
-use crate::ports::{AccessKeyInfo, AccessKeys, CallError, ErrorKind, Ports, SecretInfo, SecretStore, User, Version, CURRENT};
+use crate::ports::{
+    AccessKeyInfo, AccessKeys, CallError, ErrorKind, Ports, SecretInfo, SecretStore, User, Version, CURRENT,
+};
 use crate::properties::RecoveryWindow;
 
 /// The stored key after the chain, and what is known about the user's other keys.

@@ -75,6 +75,7 @@ impl<P: Ports> Provisioner<'_, P> {
         Ok(Provisioned {
             user_name: target.user.name.clone(),
             user_arn: user.arn,
+            connector_name: target.connector_name.clone(),
             access_key_id: state.doc.access_key_id.clone(),
             secret_arn: state.arn.clone(),
             trail,

@@ -59,6 +59,8 @@ pub struct Provisioned {
     pub user_name: String,
     /// The user's ARN.
     pub user_arn: String,
+    /// The connector's name in Cloud App Security.
+    pub connector_name: String,
     /// The stored key's id.
     pub access_key_id: String,
     /// The secret's ARN.

@@ -79,7 +79,9 @@ impl Standing {
             // Only a Create (a connector deployed again) clears a leftover: an Update meeting
             // one is a late delivery, or a SecretName change onto another connector's remains.
             Some(i) if i.pending_deletion && target.before.is_none() => Ok(Standing::Leftover(i)),
-            Some(i) if i.pending_deletion => Err(leftover(target, "an Update never replaces a secret pending deletion")),
+            Some(i) if i.pending_deletion => {
+                Err(leftover(target, "an Update never replaces a secret pending deletion"))
+            }
             Some(i) if target.owner.owns(&i.tags) => Ok(Standing::Ours(i)),
             Some(_) => Err(ProvisionError::Foreign {
                 kind: Kind::Secret,
@@ -368,7 +370,11 @@ impl<P: Ports> Provisioner<'_, P> {
     }
 
     /// The same checks for a rotation's write, with the tags the last Create or Update accepted.
-    pub(crate) async fn secure_for_rotation(&self, info: &SecretInfo, accepted: &[String]) -> Result<(), ProvisionError> {
+    pub(crate) async fn secure_for_rotation(
+        &self,
+        info: &SecretInfo,
+        accepted: &[String],
+    ) -> Result<(), ProvisionError> {
         let secrets = self.ports.secrets();
         let policy = secrets.resource_policy(&info.arn).await.in_step(steps::SECRET)?;
         match unfit(info, policy.as_deref(), accepted) {

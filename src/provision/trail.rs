@@ -96,8 +96,8 @@ pub fn plan(target: &TrailTarget, owner: &Owner, region: &str, seen: &[Observed]
     if target.mode == TrailMode::Reuse {
         // Our own trail gives way only to an organization trail: anyone allowed to create a
         // trail in the account could otherwise have ours deleted, then delete theirs.
-        let other = best_other(seen, region, &remove, named_ours)
-            .filter(|o| named_ours.is_none() || o.trail.organization);
+        let other =
+            best_other(seen, region, &remove, named_ours).filter(|o| named_ours.is_none() || o.trail.organization);
         if let Some(other) = other {
             remove.extend(named_ours.map(|o| o.trail.name.clone()));
             return Ok(Plan {

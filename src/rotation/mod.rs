@@ -34,6 +34,7 @@ use crate::properties::Connection;
 use crate::provision::access_key::stale;
 use crate::provision::secret::{self, Read};
 use crate::provision::{steps as step_names, Context, InStep, Made, ProvisionError, Provisioner};
+use crate::status::{Report, Snapshot, Trigger};
 
 pub use event::{CheckRequest, Event, RotationRequest, Step, CHECK_KEY};
 use retirement::Retirement;
@@ -166,6 +167,29 @@ impl RotationError {
     }
 }
 
+/// The connector as its secret records it (the key was proven to work by [`Rotator::owned`]).
+fn snapshot(info: &SecretInfo, current: &Read) -> Snapshot {
+    let books = &current.doc.bookkeeping;
+    let tag = |key: &str| info.tags.get(key).cloned();
+    let last = books.applied.last();
+    Snapshot {
+        stack_id: tag(TAG_STACK_ID).unwrap_or_default(),
+        logical_id: tag(TAG_LOGICAL_ID).unwrap_or_default(),
+        physical_id: tag(TAG_PHYSICAL_ID),
+        connector_name: last.and_then(|a| a.data.get("ConnectorName").cloned()),
+        secret_arn: Some(info.arn.clone()),
+        registered: books.registration.as_ref().is_some_and(|r| r.is_complete()),
+        access_key_id: Some(current.doc.access_key_id.clone()),
+        awaiting_paste_since: books
+            .awaiting_paste
+            .as_ref()
+            .filter(|a| a.deactivated_at.is_none())
+            .map(|a| a.since),
+        verified: Some(true),
+        ..Snapshot::default()
+    }
+}
+
 /// What the handler hands a rotation or a check.
 pub struct Invocation<'a> {
     /// Hosts the deployer allowed for the call back.
@@ -174,6 +198,8 @@ pub struct Invocation<'a> {
     pub stack_id: Option<&'a str>,
     /// When the handler must stop.
     pub guard_at: Instant,
+    /// How long a key may wait for its paste before the status is `PasteOverdue`.
+    pub paste_overdue: Duration,
 }
 
 /// Runs `event` to its end: the step or the check, under a work deadline and a panic catcher;
@@ -205,10 +231,10 @@ pub async fn run<P: Ports>(ports: &P, invocation: &Invocation<'_>, event: &Event
     let result = match event {
         Event::Rotation(r) => bounded(&progress, work_until, rotator.rotate(r, &made))
             .await
-            .map(|()| json!({})),
+            .map(|snapshot| (json!({}), snapshot)),
         Event::Check(c) => bounded(&progress, work_until, rotator.check(&c.secret_id, &made))
             .await
-            .map(|checked| checked.report()),
+            .map(|checked| (checked.report(), checked.snapshot)),
     };
     // A refused event touched nothing, and what it names is not ours to clean up.
     if result.as_ref().is_err_and(|e| !e.refused()) {
@@ -226,7 +252,37 @@ pub async fn run<P: Ports>(ports: &P, invocation: &Invocation<'_>, event: &Event
     if result.as_ref().is_err_and(|e| !e.refused()) {
         metrics::emit(event.secret_id(), &[(metrics::ROTATION_FAILED, 1)]);
     }
-    result
+    if let Some(report) = report(invocation, event, &result, crate::ports::Clock::now(ports.clock())) {
+        crate::status::send(ports.status(), &report, invocation.guard_at).await;
+    }
+    result.map(|(value, _)| value)
+}
+
+/// The status report of a step or check; none for an event refused as not this stack's.
+fn report(
+    invocation: &Invocation<'_>,
+    event: &Event,
+    result: &Result<(Value, Snapshot), RotationError>,
+    now: std::time::SystemTime,
+) -> Option<Report> {
+    let trigger = match event {
+        Event::Rotation(_) => Trigger::Rotation,
+        Event::Check(_) => Trigger::Check,
+    };
+    let (snapshot, error) = match result {
+        Ok((_, snapshot)) => (snapshot.clone(), None),
+        Err(e) if e.refused() => return None,
+        Err(e) => {
+            let snapshot = Snapshot {
+                stack_id: invocation.stack_id.unwrap_or_default().to_owned(),
+                secret_arn: Some(event.secret_id().to_owned()),
+                ..Snapshot::default()
+            };
+            (snapshot, Some(e.to_string()))
+        }
+    };
+    let outcome = error.as_deref().map_or(Ok(()), Err);
+    Some(Report::new(trigger, snapshot, outcome, invocation.paste_overdue, now))
 }
 
 /// Runs `work` until `until`; a panic or the deadline becomes an error naming the step.
@@ -258,6 +314,8 @@ pub struct Checked {
     pub deleted: Vec<String>,
     /// The policies that quarantine the user (a leak's incident response), by name.
     pub quarantined: Vec<String>,
+    /// The connector as the check leaves it, for its status report.
+    pub snapshot: Snapshot,
 }
 
 impl Checked {
@@ -291,8 +349,20 @@ pub struct Rotator<'a, P> {
 
 impl<P: Ports> Rotator<'_, P> {
     /// One rotation step, behind the standard guard.
-    pub async fn rotate(&self, request: &RotationRequest, made: &Made) -> Result<(), RotationError> {
+    /// Returns the connector as the step found it, for its status report.
+    pub async fn rotate(&self, request: &RotationRequest, made: &Made) -> Result<Snapshot, RotationError> {
         let (info, current) = self.owned(&request.secret_id).await?;
+        let snapshot = snapshot(&info, &current);
+        self.step(request, info, current, made).await.map(|()| snapshot)
+    }
+
+    async fn step(
+        &self,
+        request: &RotationRequest,
+        info: SecretInfo,
+        current: Read,
+        made: &Made,
+    ) -> Result<(), RotationError> {
         let token = request.client_request_token.as_str();
         let not_pending = || RotationError::NotPending {
             secret: info.arn.clone(),
@@ -345,6 +415,7 @@ impl<P: Ports> Rotator<'_, P> {
         if !quarantined.is_empty() {
             tracing::warn!(policies = ?quarantined, "the connector's user is quarantined: never detached by this function");
         }
+        let snapshot = self.sighted(snapshot(&info, &current), &current, &listed).await;
         Ok(Checked {
             secret: secret_id.to_owned(),
             retirement: retirement.map(describe),
@@ -352,6 +423,7 @@ impl<P: Ports> Rotator<'_, P> {
             switch_not_seen: switch_unseen,
             deleted,
             quarantined,
+            snapshot,
         })
     }
 
@@ -395,6 +467,28 @@ impl<P: Ports> Rotator<'_, P> {
                 false => Err(unproven(e.to_string())),
             },
         }
+    }
+
+    /// The check's snapshot completed with the stored key's age and, in portal mode with no
+    /// paste awaited, whether Cloud App Security was seen using it: the status of the first key
+    /// too (one more call, `GetAccessKeyLastUsed`; best effort).
+    async fn sighted(&self, mut snapshot: Snapshot, current: &Read, listed: &[AccessKeyInfo]) -> Snapshot {
+        let stored = &current.doc.access_key_id;
+        let created = listed.iter().find(|k| k.access_key_id == *stored).map(|k| k.created);
+        snapshot.key_created_at = created.map(crate::provision::epoch);
+        if snapshot.registered || snapshot.awaiting_paste_since.is_some() {
+            return snapshot;
+        }
+        let iam = self.provisioner.ports.iam();
+        let used = iam.access_key_last_used(stored).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read when the stored key was last used");
+            None
+        });
+        let own_use_ends = current.doc.bookkeeping.self_use_until.unwrap_or(0);
+        snapshot.last_seen_used = used
+            .filter(|_| retirement::used_by_others(used, own_use_ends))
+            .map(crate::provision::epoch);
+        snapshot
     }
 
     /// Whether IAM lists the stored key as inactive (best effort: `false` when it cannot tell).

@@ -136,12 +136,17 @@ async fn a_managed_policy_with_a_deny_survives_delete_and_the_check_raises_the_a
     let w = World::new();
     created(&w).await;
     let deny = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}"#;
-    let allow = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}]}"#;
+    let allow =
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}]}"#;
     let responder = "arn:aws:iam::123456789012:policy/responder-deny";
     let deny_all = "arn:aws:iam::aws:policy/AWSDenyAll";
     let extra = "arn:aws:iam::123456789012:policy/extra-reads";
     for (arn, document) in [(responder, deny), (deny_all, deny), (extra, allow)] {
-        w.iam.managed.lock().unwrap().insert(arn.to_owned(), document.to_owned());
+        w.iam
+            .managed
+            .lock()
+            .unwrap()
+            .insert(arn.to_owned(), document.to_owned());
         w.iam.with(USER, |u| {
             u.attached.insert(arn.to_owned());
         });
@@ -159,7 +164,10 @@ async fn a_managed_policy_with_a_deny_survives_delete_and_the_check_raises_the_a
     );
     let user = w.iam.user(USER).expect("the quarantined user stays");
     assert!(user.attached.contains(responder) && user.attached.contains(deny_all));
-    assert!(!user.attached.contains(extra), "a policy without a Deny is stripped as before");
+    assert!(
+        !user.attached.contains(extra),
+        "a policy without a Deny is stripped as before"
+    );
 }
 
 #[tokio::test]
@@ -170,7 +178,8 @@ async fn the_check_names_a_deactivated_stored_key_and_issues_nothing() {
     deactivate(&w, &stored);
     let err = w.check().await.unwrap_err().to_string();
     assert!(
-        err.contains(&format!("({stored}) was deactivated by a person")) && err.contains("The next stack update issues"),
+        err.contains(&format!("({stored}) was deactivated by a person"))
+            && err.contains("The next stack update issues"),
         "{err}"
     );
     assert_eq!(active(&w), Vec::<String>::new(), "nothing issued, nothing reactivated");

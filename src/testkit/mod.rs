@@ -33,6 +33,8 @@ use crate::provision::{Context, Provisioner, Target};
 pub const STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/cas/11111111-2222-3333-4444-555555555555";
 pub const USER: &str = "CloudAppSecurity-test";
 pub const SECRET: &str = "cloud-app-security/test";
+/// `PasteOverdueDays` in the tests: three days.
+pub const PASTE_OVERDUE: Duration = Duration::from_secs(3 * 86_400);
 pub const FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:cas-connector";
 
 /// Every fake, sharing one fault plan and one clock.
@@ -45,6 +47,7 @@ pub struct World {
     pub trails: trails::FakeTrails,
     pub registry: outside::FakeRegistry,
     pub probe: outside::FakeProbe,
+    pub status: outside::FakeStatusBus,
     pub allowed: AllowedHosts,
     pub progress: Progress,
 }
@@ -71,6 +74,7 @@ impl World {
                 probed: Default::default(),
             },
             keys: outside::FakeKeys::default(),
+            status: outside::FakeStatusBus::default(),
             allowed: AllowedHosts::default(),
             progress: Progress::new("test"),
             faults,
@@ -132,6 +136,7 @@ impl Ports for World {
     type Registry = outside::FakeRegistry;
     type Probe = outside::FakeProbe;
     type Clock = clock::ManualClock;
+    type Status = outside::FakeStatusBus;
     fn iam(&self) -> &iam::FakeIam {
         &self.iam
     }
@@ -152,6 +157,9 @@ impl Ports for World {
     }
     fn clock(&self) -> &clock::ManualClock {
         &self.clock
+    }
+    fn status(&self) -> &outside::FakeStatusBus {
+        &self.status
     }
 }
 
@@ -214,6 +222,7 @@ impl World {
             allowed: &self.allowed,
             stack_id: Some(STACK),
             guard_at: tokio::time::Instant::now() + Duration::from_secs(60),
+            paste_overdue: PASTE_OVERDUE,
         };
         Box::pin(crate::rotation::run(self, &invocation, event)).await
     }

@@ -153,3 +153,24 @@ impl Keys for FakeKeys {
             .or_else(|| keys.values().find(|arn| *arn == key).cloned()))
     }
 }
+
+/// A status bus that keeps every report, as JSON (what EventBridge would carry).
+#[derive(Default)]
+pub struct FakeStatusBus {
+    pub reports: Mutex<Vec<serde_json::Value>>,
+}
+
+impl FakeStatusBus {
+    /// Every report so far.
+    pub fn reports(&self) -> Vec<serde_json::Value> {
+        lock(&self.reports).clone()
+    }
+}
+
+impl crate::ports::StatusBus for FakeStatusBus {
+    async fn send(&self, report: &crate::status::Report) -> Result<(), CallError> {
+        let json = serde_json::to_value(report).expect("a report serializes");
+        lock(&self.reports).push(json);
+        Ok(())
+    }
+}

@@ -313,7 +313,11 @@ async fn a_released_leftover_is_force_deleted_and_replaced_never_restored() {
     let done = w.converge_as("req-2", &target(json!({}))).await.unwrap();
     let secret = w.secrets.secret(SECRET).unwrap();
     assert!(!secret.pending_deletion);
-    assert_eq!(secret.versions.len(), 1, "a new secret: none of the leftover's versions");
+    assert_eq!(
+        secret.versions.len(),
+        1,
+        "a new secret: none of the leftover's versions"
+    );
     assert_eq!(secret.tags.get(TAG_STACK_ID).map(String::as_str), Some(STACK));
     assert!(!secret.tags.contains_key(TAG_RELEASED));
     assert_eq!(w.stored(SECRET).unwrap().access_key_id, done.access_key_id);
@@ -347,17 +351,16 @@ fn plant_leftover(w: &World, released: bool, replicated: bool) {
 
 #[tokio::test]
 async fn a_leftover_not_released_or_replicated_is_never_touched_and_the_create_fails_naming_it() {
-    for (released, replicated, problem) in [
-        (false, false, "did not release it"),
-        (true, true, "has replicas"),
-    ] {
+    for (released, replicated, problem) in [(false, false, "did not release it"), (true, true, "has replicas")] {
         let w = World::new();
         plant_leftover(&w, released, replicated);
         let props = json!({"ConnectorName": "test", "TrailMode": "Off"});
         let created = w.handle(event(STACK, "Create", "r1", None, &props, None)).await;
         assert_eq!(created.status, crate::cfn::response::Status::Failed);
         assert!(
-            created.reason.contains(&format!("secret {SECRET} is scheduled for deletion"))
+            created
+                .reason
+                .contains(&format!("secret {SECRET} is scheduled for deletion"))
                 && created.reason.contains(problem)
                 && created.reason.contains("--force-delete-without-recovery"),
             "{}",
@@ -721,7 +724,12 @@ fn tamper(w: &World, tag: Option<(&str, &str)>, replicated: bool) {
 #[tokio::test]
 async fn a_key_is_never_written_into_a_secret_with_a_tag_this_stack_did_not_set_or_a_replica() {
     for (tag, replicated, tolerated, problem) in [
-        (Some(("abac-readers", "attackers")), false, json!(""), Some("carries tags this stack did not set (abac-readers)")),
+        (
+            Some(("abac-readers", "attackers")),
+            false,
+            json!(""),
+            Some("carries tags this stack did not set (abac-readers)"),
+        ),
         (Some(("abac-readers", "attackers")), false, json!("abac-readers"), None),
         (Some(("org:cost-centre", "42")), false, json!(["org:*", "other"]), None),
         (None, true, json!(""), Some("is replicated to other regions")),
@@ -737,7 +745,11 @@ async fn a_key_is_never_written_into_a_secret_with_a_tag_this_stack_did_not_set_
             Some(problem) => {
                 let err = result.unwrap_err().to_string();
                 assert!(err.contains(problem), "{err}");
-                assert_eq!(w.stored(SECRET).unwrap().access_key_id, first.access_key_id, "nothing written");
+                assert_eq!(
+                    w.stored(SECRET).unwrap().access_key_id,
+                    first.access_key_id,
+                    "nothing written"
+                );
                 assert_eq!(w.iam.user(USER).unwrap().keys.len(), 1, "the issued key was taken back");
             }
             None => assert_ne!(result.unwrap().access_key_id, first.access_key_id),
@@ -764,6 +776,13 @@ fn unexpected_tags_are_those_neither_ours_nor_aws_nor_accepted() {
         unexpected_tags(&tags, &["team".into(), "cost:*".into()]),
         ["cloud-app-security:other"]
     );
-    assert_eq!(unexpected_tags(&tags, &[]), ["cloud-app-security:other", "cost:centre", "team"]);
-    assert_eq!(unexpected_tags(&tags, &["Team".into()]).len(), 3, "Secrets Manager's keys are case-sensitive");
+    assert_eq!(
+        unexpected_tags(&tags, &[]),
+        ["cloud-app-security:other", "cost:centre", "team"]
+    );
+    assert_eq!(
+        unexpected_tags(&tags, &["Team".into()]).len(),
+        3,
+        "Secrets Manager's keys are case-sensitive"
+    );
 }

@@ -483,7 +483,10 @@ async fn a_rotation_issues_no_key_for_a_secret_someone_tagged_and_accepts_the_de
             false => assert!(rotated.is_ok(), "{:?}", rotated.err().map(|e| e.to_string())),
             true => {
                 let err = rotated.unwrap_err().to_string();
-                assert!(err.contains("carries tags this stack did not set (abac-readers)"), "{err}");
+                assert!(
+                    err.contains("carries tags this stack did not set (abac-readers)"),
+                    "{err}"
+                );
                 assert_eq!(w.iam.user(USER).unwrap().keys.len(), keys, "no key issued");
             }
         }
@@ -526,4 +529,78 @@ async fn a_registration_a_switch_to_portal_mode_could_not_remove_goes_at_the_che
             if by_check { "check" } else { "portal-mode Delete" }
         );
     }
+}
+
+/// The last status report sent.
+fn last_report(w: &World) -> Value {
+    w.status.reports().last().cloned().expect("a report was sent")
+}
+
+#[tokio::test]
+async fn the_daily_check_reports_the_first_keys_status_pending_overdue_then_connected() {
+    let w = World::new();
+    w.connector(json!({})).await;
+    let key = w.current().access_key_id;
+    w.check().await.unwrap();
+    let report = last_report(&w);
+    assert_eq!(
+        (report["trigger"].as_str(), report["status"].as_str()),
+        (Some("Check"), Some("PendingPortal"))
+    );
+    assert_eq!(report["accessKeyId"], key.as_str());
+    assert!(report["keyCreatedAt"].is_string(), "{report}");
+    assert_eq!(report["stackId"], STACK);
+    w.clock.advance(3 * DAY);
+    w.check().await.unwrap();
+    assert_eq!(
+        last_report(&w)["status"],
+        "PasteOverdue",
+        "never seen for PasteOverdueDays"
+    );
+    // Cloud App Security uses the key, well after the function's own verification.
+    let now = w.clock.now();
+    w.used(&key, now - Duration::from_secs(60));
+    w.check().await.unwrap();
+    let report = last_report(&w);
+    assert_eq!(report["status"], "Connected");
+    assert!(report["lastSeenUsed"].is_string());
+    let json = serde_json::to_string(&w.status.reports()).unwrap();
+    assert!(!json.contains("secret-of-"), "never a key's secret half: {json}");
+}
+
+#[tokio::test]
+async fn a_registered_connector_reports_registered_and_a_failed_step_failing() {
+    let w = World::new();
+    let mut with_callback = callback(&w);
+    with_callback["RotationDays"] = json!("30");
+    w.connector(with_callback).await;
+    w.check().await.unwrap();
+    assert_eq!(last_report(&w)["status"], "Registered");
+    assert_eq!(last_report(&w)["mode"], "callback");
+    w.faults
+        .fail_next("iam:CreateAccessKey", crate::ports::ErrorKind::Other);
+    assert!(w.rotate("rot-1").await.is_err());
+    let report = last_report(&w);
+    assert_eq!(
+        (report["trigger"].as_str(), report["status"].as_str()),
+        (Some("Rotation"), Some("Failing"))
+    );
+    assert!(
+        report["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("CreateAccessKey")),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn an_event_refused_as_another_stacks_reports_nothing() {
+    let w = World::new();
+    w.connector(json!({})).await;
+    w.secrets.secrets.lock().unwrap().get_mut(SECRET).unwrap().tags.insert(
+        crate::ownership::TAG_STACK_ID.into(),
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/other/1".into(),
+    );
+    assert!(w.check().await.is_err());
+    assert!(w.status.reports().is_empty());
 }

@@ -30,6 +30,8 @@ async fn config(credentials: Credentials) -> aws_config::SdkConfig {
 
 pub struct Env {
     pub handler: Handler<Services>,
+    /// The SDK configuration of the account the handler acts in.
+    pub sdk: aws_config::SdkConfig,
     pub recorder: Recorder,
     pub iam: aws_sdk_iam::Client,
     pub sm: aws_sdk_secretsmanager::Client,
@@ -85,6 +87,7 @@ impl Env {
                 services: Services::new(&config),
             },
             recorder: Recorder::start(),
+            sdk: config.clone(),
             iam: aws_sdk_iam::Client::new(&config),
             sm: aws_sdk_secretsmanager::Client::new(&config),
             trails: aws_sdk_cloudtrail::Client::new(&config),
