@@ -186,6 +186,10 @@ pub struct KeySettings {
     /// `ToleratedTagKeys`): a rotation withholds its key from a secret that carries others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_tags: Vec<String>,
+    /// The KMS key the secret must be encrypted with (`SecretKmsKeyId`, the AWS managed key's
+    /// alias when none is named); `None` in records older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
 }
 
 /// A previous key kept active after a rotation in portal mode.

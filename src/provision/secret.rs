@@ -15,7 +15,7 @@ use aws_lc_rs::digest;
 
 use super::{steps, InStep, Kind, Made, ProvisionError, Provisioner, Target};
 use super::{LEGACY_TAG_CONNECTOR_ID, LEGACY_TAG_KEY_VERSION, LEGACY_TAG_REGISTRATION};
-use crate::key_material::{Bookkeeping, RecordedRegistration, SecretDocument, SecretText};
+use crate::key_material::{Bookkeeping, KeySettings, RecordedRegistration, SecretDocument, SecretText};
 use crate::ownership::{Owner, UserRef, TAG_LOGICAL_ID, TAG_PHYSICAL_ID, TAG_RELEASED, TAG_STACK_ID};
 use crate::ports::{AccessKeys, CURRENT, PENDING, WRITING};
 use crate::ports::{CallError, Created, ErrorKind, Keys, NewSecret, Ports, SecretInfo, SecretStore, Users, Version};
@@ -49,7 +49,7 @@ fn released(owner: &Owner) -> crate::ports::Tags {
 }
 
 /// The alias of the AWS managed key Secrets Manager uses when none is named.
-const DEFAULT_KEY_ALIAS: &str = "alias/aws/secretsmanager";
+pub(crate) const DEFAULT_KEY_ALIAS: &str = "alias/aws/secretsmanager";
 
 /// How the target secret relates to this resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -369,15 +369,33 @@ impl<P: Ports> Provisioner<'_, P> {
         }
     }
 
-    /// The same checks for a rotation's write, with the tags the last Create or Update accepted.
+    /// The same checks for a rotation's write, against the settings the last Create or Update
+    /// recorded: the tags it accepted, the KMS key it named.
     pub(crate) async fn secure_for_rotation(
         &self,
         info: &SecretInfo,
-        accepted: &[String],
+        settings: Option<&KeySettings>,
     ) -> Result<(), ProvisionError> {
         let secrets = self.ports.secrets();
-        let policy = secrets.resource_policy(&info.arn).await.in_step(steps::SECRET)?;
-        match unfit(info, policy.as_deref(), accepted) {
+        let wanted = settings.and_then(|s| s.kms_key.as_deref());
+        let (policy, same_key) = futures::try_join!(
+            async { secrets.resource_policy(&info.arn).await.in_step(steps::SECRET) },
+            async {
+                match wanted {
+                    Some(wanted) => self.same_kms_key(Some(wanted), info.kms_key_id.as_deref()).await,
+                    None => Ok(true),
+                }
+            },
+        )?;
+        let accepted = settings.map(|s| s.accepted_tags.as_slice()).unwrap_or_default();
+        let problem = unfit(info, policy.as_deref(), accepted).or_else(|| {
+            (!same_key).then(|| {
+                let found = info.kms_key_id.as_deref().unwrap_or(DEFAULT_KEY_ALIAS);
+                let wanted = wanted.unwrap_or(DEFAULT_KEY_ALIAS);
+                format!("is encrypted with KMS key {found}, not {wanted} as SecretKmsKeyId says")
+            })
+        });
+        match problem {
             Some(problem) => Err(ProvisionError::UnsafeSecret {
                 name: info.arn.clone(),
                 problem,

@@ -196,6 +196,11 @@ impl Target {
             connections: self.connections.iter().map(|c| c.as_str().to_owned()).collect(),
             grace_days: self.grace_days,
             accepted_tags: self.tags.keys().chain(&self.tolerated_tag_keys).cloned().collect(),
+            kms_key: Some(
+                self.secret_kms_key_id
+                    .clone()
+                    .unwrap_or_else(|| super::secret::DEFAULT_KEY_ALIAS.to_owned()),
+            ),
         }
     }
 

@@ -68,8 +68,7 @@ impl<P: Ports> Rotator<'_, P> {
         self.clear_stale_pending(info, token).await?;
         // The same checks as every other write of a key, before one is issued.
         let settings = current.doc.bookkeeping.settings.as_ref();
-        let accepted = settings.map(|s| s.accepted_tags.clone()).unwrap_or_default();
-        self.provisioner.secure_for_rotation(info, &accepted).await?;
+        self.provisioner.secure_for_rotation(info, settings).await?;
         let stored = current.doc.access_key_id.as_str();
         let stored_created = listed.iter().find(|k| k.access_key_id == stored).map(|k| k.created);
         let key = self

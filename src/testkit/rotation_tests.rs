@@ -604,3 +604,15 @@ async fn an_event_refused_as_another_stacks_reports_nothing() {
     assert!(w.check().await.is_err());
     assert!(w.status.reports().is_empty());
 }
+
+#[tokio::test]
+async fn a_rotation_issues_no_key_for_a_secret_someone_moved_to_another_kms_key() {
+    let w = World::new();
+    w.connector(json!({})).await;
+    let theirs = "arn:aws:kms:us-east-1:999999999999:key/theirs";
+    w.secrets.secrets.lock().unwrap().get_mut(SECRET).unwrap().kms_key_id = Some(theirs.into());
+    let keys = w.iam.user(USER).unwrap().keys.len();
+    let err = w.rotate("rot-1").await.unwrap_err().to_string();
+    assert!(err.contains(&format!("is encrypted with KMS key {theirs}")), "{err}");
+    assert_eq!(w.iam.user(USER).unwrap().keys.len(), keys, "no key issued");
+}
