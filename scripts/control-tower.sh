@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Control Tower proactive controls: runs the Control Tower rules that ship with cfn-guard (npm
 # package @cdklabs/cdk-validator-cfnguard, pinned below; a test tool, never shipped) over
-# template.yaml, deploy/stackset.yaml and deploy/artifact-bucket.yaml, each resource resolved as a
+# template.yaml, deploy/stackset.yaml, deploy/artifact-bucket.yaml and deploy/fleet.yaml, each resource resolved as a
 # CloudFormation hook sees it (scripts/control_tower.py), and compares the failures with the
 # accepted exceptions in tests/control_tower_exceptions.yaml. Fails on a failure not listed there
 # and on a listed exception that no longer fails.

@@ -36,6 +36,7 @@ TEMPLATES = {
     "template.yaml": os.path.join(REPO, "template.yaml"),
     "deploy/stackset.yaml": os.path.join(REPO, "deploy", "stackset.yaml"),
     "deploy/artifact-bucket.yaml": os.path.join(REPO, "deploy", "artifact-bucket.yaml"),
+    "deploy/fleet.yaml": os.path.join(REPO, "deploy", "fleet.yaml"),
 }
 # Values for parameters without a default.
 REQUIRED = {
@@ -64,6 +65,8 @@ SCENARIOS = {
     "template.yaml": CONNECTOR_SCENARIOS,
     "deploy/stackset.yaml": CONNECTOR_SCENARIOS,
     "deploy/artifact-bucket.yaml": {"defaults": {}, "AccessLogBucket": {"AccessLogBucket": "access-logs-example"}},
+    "deploy/fleet.yaml": {"defaults": {}, "AlarmTopicArn": {
+        "AlarmTopicArn": f"arn:aws:sns:{lint_policies.REGION}:{lint_policies.SECURITY_ACCOUNT}:alarms"}},
 }
 CONTROL = re.compile(r"\[(CT\.[A-Z0-9]+\.PR\.\d+)\]")
 

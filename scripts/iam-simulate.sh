@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Proves the connector role's grants (and the user's boundary) with an IAM policy simulator:
-# installs the pinned @cloud-copilot/iam-simulate (tests/iam/package-lock.json; a test tool, never
-# shipped), resolves both templates' policies for every scenario and the case table
-# (tests/iam/resolve.py), then runs each case in strict mode (tests/iam/simulate.mjs).
-# Exits non-zero on any case that does not decide as tests/iam/cases.yaml expects.
+# Proves the connector role's grants (and the user's boundary, and the fleet's reader role and who
+# may assume it) with an IAM policy simulator: installs the pinned @cloud-copilot/iam-simulate
+# (tests/iam/package-lock.json; a test tool, never shipped), resolves both templates' policies for
+# every scenario and the case table (tests/iam/resolve.py), then runs each case in strict mode
+# (tests/iam/simulate.mjs). Exits non-zero on any case that does not decide as tests/iam/cases.yaml
+# expects.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -9,6 +9,10 @@ against STACK_SET_NAME_MAX and STACK_SET_NAME_PATTERN.
 
 import re
 
+# CloudFormation's limit on a template passed as TemplateBody (CreateStackSet, UpdateStackSet): the
+# rollout sends deploy/stackset.yaml as it is, so the file must fit (scripts/stackset_template.py
+# refuses to write a larger one; tests/python/test_templates.py checks it).
+TEMPLATE_BODY_MAX = 51_200
 # CloudFormation's own limit on a stack name.
 STACK_NAME_MAX = 128
 # The longest StackSet name the rollout accepts. Its instances' stacks are then at most
@@ -48,3 +52,8 @@ ACCOUNT_SPECIFIC_PARAMETERS = {
 }
 # What the rollout must refuse for the StackSet (the set is one value for every account).
 REFUSED_STACK_SET_PARAMETERS = tuple(ACCOUNT_SPECIFIC_PARAMETERS)
+# template.yaml parameters whose ARN names the organization's security account, not the account the
+# stack is in: the fleet's status bus and the one operator principal that may read the keys
+# (docs/fleet.md). The same value serves every account, so the StackSet takes them as they are and
+# the rollout passes them on.
+ORGANIZATION_WIDE_PARAMETERS = ("StatusBusArn", "StatusReaderPrincipalArn")

@@ -1,5 +1,6 @@
-"""Runs parliament (an IAM policy linter) over the connector's role policy and the connector user's
-permissions boundary, as they resolve in a deployed stack, from both templates.
+"""Runs parliament (an IAM policy linter) over the connector's role policy, the connector user's
+permissions boundary and the fleet's reader role (when the scenario has one), as they resolve in a
+deployed stack, from both templates.
 
 CloudFormation templates are not policies: the documents hold !Sub, !Ref, !If and !GetAtt. This
 script resolves them for each scenario below (the parameter values that change a document), with
@@ -31,6 +32,8 @@ TEMPLATES = {
 }
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
+# The organization's security account: the fleet's bus and its operator (docs/fleet.md).
+SECURITY_ACCOUNT = "210987654321"
 STACK = "cas"
 PSEUDO = {
     "AWS::AccountId": ACCOUNT,
@@ -49,6 +52,7 @@ REFS = {
     "TrailBucket": f"{STACK}-trailbucket-example",
 }
 GETATT = {
+    "Connector.SecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:cloud-app-security/aws-{ACCOUNT}-AbCdEf",
     "ConnectorFunction.Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-ConnectorFunction-EXAMPLE",
     "ConnectorLogGroup.Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{STACK}-connector:*",
 }
@@ -67,6 +71,11 @@ SCENARIOS = {
         "TrailKmsKeyAlias": "alias/cloudtrail",
         "SecretKmsKeyAlias": "alias/secrets",
         "TrailBucketAccessLogBucketPrefix": "access-logs",
+        # Fleet status: the same values in every account (the security account's bus and operator).
+        "StatusBusArn": f"arn:aws:events:{REGION}:{SECURITY_ACCOUNT}:event-bus/cloud-app-security-connector-fleet",
+        "PasteOverdueDays": "5",
+        "StatusReaderPrincipalArn": f"arn:aws:iam::{SECURITY_ACCOUNT}:role/security/fleet-operator",
+        "OrganizationId": "o-exampleorg01",
     },
     "own boundary": {
         "PermissionsBoundaryArn": f"arn:aws:iam::{ACCOUNT}:policy/my-boundary",
@@ -76,11 +85,13 @@ SCENARIOS = {
     },
     "bucket ACL changes left out": {"AllowBucketAclChanges": "false"},
 }
-# The role's two documents (inline, and managed for the secrets and keys) and the user's boundary.
+# The role's two documents (inline, and managed for the secrets and keys), the user's boundary and
+# the fleet's reader role's own policy: (resource, the path to the document in its Properties).
 POLICIES = {
     "role": ("ConnectorPolicy", "PolicyDocument"),
     "role secrets": ("ConnectorSecretsPolicy", "PolicyDocument"),
     "boundary": ("ConnectorUserBoundary", "PolicyDocument"),
+    "reader": ("StatusReaderRole", "Policies", 0, "PolicyDocument"),
 }
 
 # The IAM writes of the role that parliament counts as permissions management.
@@ -183,6 +194,12 @@ def resolve(node, template, params):
                 return str(ref(key, template, params))
 
             return re.sub(r"\$\{([^}!]+)\}", sub, text)
+        if fn == "Fn::Select":
+            index, items = arg
+            return resolve(items, template, params)[int(resolve(index, template, params))]
+        if fn == "Fn::Split":
+            separator, text = arg
+            return str(resolve(text, template, params)).split(separator)
         if fn == "Fn::If":
             cond, yes, no = arg
             return resolve(yes if evaluate_condition(cond, template, params) else no, template, params)
@@ -220,14 +237,22 @@ def ref(name, template, params):
     raise Unresolved(name)
 
 
-def documents(template):
+def exists(definition, template, params):
+    """Whether a resource is made in the scenario (its Condition)."""
+    return "Condition" not in definition or evaluate_condition(definition["Condition"], template, params)
+
+
+def documents(template, policies=None):
     """(scenario, policy, resolved document) for every scenario in which the policy exists."""
     for scenario, params in SCENARIOS.items():
-        for policy, (resource, prop) in POLICIES.items():
+        for policy, (resource, *path) in (policies or POLICIES).items():
             definition = template["Resources"][resource]
-            if "Condition" in definition and not evaluate_condition(definition["Condition"], template, params):
+            if not exists(definition, template, params):
                 continue
-            yield scenario, policy, resolve(definition["Properties"][prop], template, params)
+            node = definition["Properties"]
+            for key in path:
+                node = node[key]
+            yield scenario, policy, resolve(node, template, params)
 
 
 def findings(document):

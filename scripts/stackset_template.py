@@ -225,14 +225,32 @@ def derive(template):
     return t
 
 
+class Dumper(yaml.SafeDumper):
+    """Block style, but a list of plain values (actions, ARNs, allowed values, an Fn::GetAtt) on one
+    line, as a person writes it: CloudFormation takes a TemplateBody of at most
+    limits.TEMPLATE_BODY_MAX bytes, and a block list spends a line and its indentation on each item."""
+
+
+def _sequence(dumper, data):
+    flow = bool(data) and all(isinstance(v, (str, int, float, bool)) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+Dumper.add_representer(list, _sequence)
+
+
 def render(source=SOURCE):
     with open(source) as f:
         template = plain(cfn_yaml.loads(f.read(), source))
-    return HEADER + yaml.safe_dump(derive(template), sort_keys=False, width=120, allow_unicode=True)
+    return HEADER + yaml.dump(derive(template), Dumper=Dumper, sort_keys=False, width=120, allow_unicode=True)
 
 
 def main():
     text = render()
+    size = len(text.encode())
+    if size > limits.TEMPLATE_BODY_MAX:
+        sys.exit(f"deploy/stackset.yaml would be {size} bytes: CloudFormation takes a TemplateBody of at most "
+                 f"{limits.TEMPLATE_BODY_MAX} (scripts/limits.py)")
     if "--check" in sys.argv[1:]:
         with open(TARGET) as f:
             if f.read() != text:

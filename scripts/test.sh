@@ -23,13 +23,13 @@ echo "==> cfn-lint"
 .venv/bin/cfn-lint template.yaml deploy/stackset.yaml deploy/artifact-bucket.yaml deploy/fleet.yaml
 echo "==> sam validate --lint"
 .venv/bin/sam validate --lint --template-file template.yaml --region us-east-1
-# The role and boundary as they resolve, and both templates: every finding left is justified in
+# The role, boundary and fleet reader role as they resolve, and the templates: every finding left is justified in
 # scripts/lint_policies.py (parliament) or in the resource's Metadata (checkov skip with its reason).
-echo "==> parliament (role and boundary, both templates)"
+echo "==> parliament (role, boundary and reader role, both templates)"
 .venv/bin/python scripts/lint_policies.py
-echo "==> IAM policy simulator (role and boundary, both templates)"
+echo "==> IAM policy simulator (role, boundary and reader role, both templates)"
 bash scripts/iam-simulate.sh
-# Both templates and the artifact bucket, resolved as a CloudFormation hook sees them, against the
+# Both templates, the artifact bucket and the fleet stack, resolved as a CloudFormation hook sees them, against the
 # Control Tower rules cfn-guard ships; what still fails is listed with its reason in
 # tests/control_tower_exceptions.yaml.
 echo "==> Control Tower proactive controls (cfn-guard)"

@@ -1,14 +1,17 @@
 """Turns the templates and tests/iam/cases.yaml into plain JSON for the IAM simulator's runner.
 
 The simulator (tests/iam/simulate.mjs) reads plain policy JSON and concrete requests. This script
-resolves the role's two documents and the connector user's boundary for every parameter scenario
-of both templates — with scripts/lint_policies.py's resolver, scenarios and placeholders, so the
-simulator and parliament see the same documents — and expands each case of the table into one
-request per template and scenario it applies to, its ${…} placeholders resolved as !Sub would.
+resolves the role's two documents, the connector user's boundary and the fleet's reader role's
+policy for every parameter scenario of both templates — with scripts/lint_policies.py's resolver,
+scenarios and placeholders, so the simulator and parliament see the same documents — and expands
+each case of the table into one request per template and scenario it applies to, its ${…}
+placeholders resolved as !Sub would.
 
-Writes OUT/policies.json ({template: {scenario: {role, role secrets, boundary, function}}}: function is
-the function's resource policy, from the stack's AWS::Lambda::Permission resources) and
-OUT/cases.json (one entry per case, each with its runs).
+Writes OUT/policies.json ({template: {scenario: {role, role secrets, boundary, reader, reader trust,
+function}}}: function is the function's resource policy, from the stack's AWS::Lambda::Permission
+resources; reader and reader trust, the reader role's policy and trust policy, only where the
+scenario makes the role) and OUT/cases.json (one entry per case, each with its kind of principal
+and its runs).
 
 Usage: resolve.py OUT_DIR
 """
@@ -29,6 +32,8 @@ import stackset_template  # noqa: E402
 CASES = os.path.join(HERE, "cases.yaml")
 ROLE_NAME = "cloud-app-security-connector/cas-ConnectorRole-EXAMPLE"
 USER_NAME = "cloud-app-security/CloudAppSecurity"
+# The fleet's reader role: its name and path are the template's (a resource of its own, named).
+READER_PATH = "cloud-app-security-connector/cloud-app-security-connector-reader"
 # What case placeholders may name besides parameters, pseudo parameters and the stack's resources.
 # Values are intrinsics, resolved per template and scenario.
 LOCALS = {
@@ -41,6 +46,9 @@ LOCALS = {
     "OtherStackId": {"Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}"
                                 ":stack/other/11111111-1111-1111-1111-111111111111"},
     "SecretsManagerHost": {"Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"},
+    "ReaderRoleArn": {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{READER_PATH}"},
+    # The account of StatusReaderPrincipalArn (the organization's security account).
+    "OperatorAccount": {"Fn::Select": [4, {"Fn::Split": [":", {"Ref": "StatusReaderPrincipalArn"}]}]},
 }
 # What the function's resource policy names besides what scripts/lint_policies.py resolves.
 lint_policies.GETATT.setdefault("KeyCheckSchedule.Arn", f"arn:aws:events:{lint_policies.REGION}:"
@@ -54,10 +62,13 @@ def load(path):
 
 
 def policies(template):
-    """{scenario: {policy: resolved document}}, only where the policy exists in that scenario, and
-    the function's resource policy ("function")."""
+    """{scenario: {policy: resolved document}}, only where the policy exists in that scenario: the
+    identity policies and boundary parliament sees, the reader role's trust policy ("reader
+    trust", the resource policy of sts:AssumeRole on it), and the function's resource policy
+    ("function")."""
     out = {}
-    for scenario, policy, document in lint_policies.documents(template):
+    trust = {"reader trust": ("StatusReaderRole", "AssumeRolePolicyDocument")}
+    for scenario, policy, document in [*lint_policies.documents(template), *lint_policies.documents(template, trust)]:
         out.setdefault(scenario, {})[policy] = document
     for scenario, params in lint_policies.SCENARIOS.items():
         out.setdefault(scenario, {})["function"] = function_policy(template, params)
@@ -116,10 +127,13 @@ def tag_set(tags):
 
 
 def context(case):
-    """The request context IAM would send: the resource's tags (aws:ResourceTag/…), the request's
-    tags (aws:RequestTag/… and aws:TagKeys), the keys an untag names (aws:TagKeys), then the
-    case's own keys."""
+    """The request context IAM would send: for a principal of another account, its ARN
+    (aws:PrincipalArn); the resource's tags (aws:ResourceTag/…), the request's tags
+    (aws:RequestTag/… and aws:TagKeys), the keys an untag names (aws:TagKeys), then the case's own
+    keys."""
     out = {}
+    if kind(case) == "outside":
+        out["aws:PrincipalArn"] = case["principal"]
     for key, value in tag_set(case.get("resource_tags")).items():
         out[f"aws:ResourceTag/{key}"] = value
     request_tags = tag_set(case.get("request_tags"))
@@ -133,23 +147,36 @@ def context(case):
     return out
 
 
+# What each kind of principal needs in a scenario: the user its boundary, the reader role and a
+# principal of another account (which can only assume the reader role) the reader role.
+NEEDS = {"user": "boundary", "reader": "reader", "outside": "reader trust"}
+
+
 def applies(case, label, scenario, docs):
     wanted = case.get("templates", "both")
     if wanted != "both" and label not in wanted:
         return False
     if case.get("scenarios", "all") != "all" and scenario not in case["scenarios"]:
         return False
-    return case.get("principal") != "user" or "boundary" in docs
+    return NEEDS.get(kind(case), "function") in docs
 
 
-def is_service(kind):
-    return kind.endswith(".amazonaws.com")
+def kind(case):
+    """role (the connector's, the default), user (the connector user), reader (the fleet's reader
+    role), service (a service principal invoking the function) or outside (a principal of another
+    account, named by its ARN: the fleet's operator, or another)."""
+    named = case.get("principal", "role")
+    if named.endswith(".amazonaws.com"):
+        return "service"
+    if named.startswith(("arn:", "${")):
+        return "outside"
+    return named
 
 
 def principal(case):
-    """The role's ARN, the connector user's, or a service principal as the case names it."""
-    kind = case.get("principal", "role")
-    return kind if is_service(kind) else {"role": "${RoleArn}", "user": "${UserArn}"}[kind]
+    """The principal's ARN, or a service principal as the case names it."""
+    named = case.get("principal", "role")
+    return {"role": "${RoleArn}", "user": "${UserArn}", "reader": "${ReaderRoleArn}"}.get(named, named)
 
 
 def runs(case, templates, resolved):
@@ -181,9 +208,12 @@ def check(case):
     if missing or unknown or case["expect"] not in ("Allowed", "Denied"):
         raise SystemExit(f"case {case.get('name')!r}: missing {sorted(missing)}, unknown {sorted(unknown)}; "
                          f"expect is Allowed or Denied")
-    kind = case.get("principal", "role")
-    if kind not in ("role", "user") and not is_service(kind):
-        raise SystemExit(f"case {case['name']!r}: principal is role, user or a service principal (….amazonaws.com)")
+    if kind(case) not in ("role", "user", "reader", "service", "outside"):
+        raise SystemExit(f"case {case['name']!r}: principal is role, user, reader, a service principal "
+                         f"(….amazonaws.com) or the ARN of a principal of another account")
+    if kind(case) == "outside" and case["action"] != "sts:AssumeRole":
+        raise SystemExit(f"case {case['name']!r}: a principal of another account is simulated only assuming the "
+                         f"reader role (its trust policy decides)")
     scenarios = case.get("scenarios", "all")
     if scenarios != "all" and not set(scenarios) <= set(lint_policies.SCENARIOS):
         raise SystemExit(f"case {case['name']!r}: no scenario {sorted(set(scenarios) - set(lint_policies.SCENARIOS))}")
@@ -200,8 +230,8 @@ def main(out_dir):
         case_runs = list(runs(case, templates, resolved))
         if not case_runs:
             raise SystemExit(f"case {case['name']!r} applies to no template and scenario")
-        expanded.append({k: case.get(k) for k in ("name", "expect", "why", "known_failure", "unsafe_keeps",
-                                                   "principal")} | {"runs": case_runs})
+        expanded.append({k: case.get(k) for k in ("name", "expect", "why", "known_failure", "unsafe_keeps")}
+                        | {"kind": kind(case), "runs": case_runs})
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "policies.json"), "w") as f:
         json.dump(resolved, f, indent=1)

@@ -1,11 +1,14 @@
 // Runs the connector role's case table through an IAM policy simulator (@cloud-copilot/iam-simulate,
 // strict mode) and compares each decision with what the table expects.
 //
-// Input: the directory tests/iam/resolve.py wrote (policies.json: the role's two documents and the
-// user's boundary per template and scenario; cases.json: each case with one request per template
-// and scenario). A case's principal is the role (its two documents, no boundary), the connector
-// user (any policy at all, capped by the boundary: what the boundary lets through), or a service
-// principal invoking the function (its resource policy, from AWS::Lambda::Permission). Strict mode
+// Input: the directory tests/iam/resolve.py wrote (policies.json: the role's two documents, the
+// user's boundary and the fleet's reader role's policy and trust policy per template and scenario;
+// cases.json: each case with its kind of principal and one request per template and scenario). A
+// case's principal is the role (its two documents, no boundary), the connector user (any policy at
+// all, capped by the boundary: what the boundary lets through), the reader role (its policy), a
+// service principal invoking the function (its resource policy, from AWS::Lambda::Permission), or a
+// principal of another account assuming the reader role (its own account allows it anything: the
+// reader role's trust policy, the resource policy of sts:AssumeRole, decides). Strict mode
 // drops context keys the Service Authorization Reference does not list for the action, so a grant
 // resting on such a key is refused here as IAM may refuse it. A case may name documented keys the
 // simulator drops anyway (`unsafe_keeps`: kms:EncryptionContext:SecretARN at 0.1.173); only then,
@@ -34,24 +37,35 @@ function keyPolicy(principal) {
   }
 }
 
-function simulation(run, docs, principalKind) {
-  const user = principalKind === 'user'
-  // A service principal (Secrets Manager rotating, EventBridge's rule) holds no identity policy:
-  // the function's resource policy alone decides.
-  if (principalKind?.endsWith('.amazonaws.com')) {
-    return {
-      request: {
-        principal: run.principal,
-        action: run.action,
-        resource: { resource: run.resource, accountId: run.accountId },
-        contextVariables: run.context
-      },
-      identityPolicies: [],
-      resourcePolicy: docs.function,
-      serviceControlPolicies: [],
-      resourceControlPolicies: []
-    }
+// The identity policies of each kind of principal (tests/iam/resolve.py `kind`).
+function identityPolicies(kind, docs) {
+  switch (kind) {
+    case 'role':
+      return [{ name: 'role', policy: docs.role }, { name: 'role-secrets', policy: docs['role secrets'] }]
+    case 'reader':
+      return [{ name: 'reader', policy: docs.reader }]
+    // The connector user (capped by the boundary) and a principal of another account (its own
+    // account's policies are not ours to model: the resource's policy decides).
+    case 'user':
+    case 'outside':
+      return [{ name: 'anything', policy: ANYTHING }]
+    // A service principal (Secrets Manager rotating, EventBridge's rule) holds no identity policy.
+    case 'service':
+      return []
+    default:
+      throw new Error(`unknown kind of principal ${kind}`)
   }
+}
+
+// The resource's own policy: the function's (service principals), the reader role's trust policy
+// (a principal of another account assuming it), or a KMS key's (the usual one, delegating to IAM).
+function resourcePolicy(run, docs, kind) {
+  if (kind === 'service') return docs.function
+  if (kind === 'outside') return docs['reader trust']
+  return run.action.startsWith('kms:') ? keyPolicy(run.principal) : undefined
+}
+
+function simulation(run, docs, kind) {
   return {
     request: {
       principal: run.principal,
@@ -59,11 +73,9 @@ function simulation(run, docs, principalKind) {
       resource: { resource: run.resource, accountId: run.accountId },
       contextVariables: run.context
     },
-    identityPolicies: user
-      ? [{ name: 'anything', policy: ANYTHING }]
-      : [{ name: 'role', policy: docs.role }, { name: 'role-secrets', policy: docs['role secrets'] }],
-    permissionBoundaryPolicies: user ? [{ name: 'boundary', policy: docs.boundary }] : undefined,
-    resourcePolicy: run.action.startsWith('kms:') ? keyPolicy(run.principal) : undefined,
+    identityPolicies: identityPolicies(kind, docs),
+    permissionBoundaryPolicies: kind === 'user' ? [{ name: 'boundary', policy: docs.boundary }] : undefined,
+    resourcePolicy: resourcePolicy(run, docs, kind),
     serviceControlPolicies: [],
     resourceControlPolicies: []
   }
@@ -76,7 +88,7 @@ function named(sim) {
 }
 
 async function decide(run, docs, testCase) {
-  const sim = simulation(run, docs, testCase.principal)
+  const sim = simulation(run, docs, testCase.kind)
   const result = await runSimulation(sim, { simulationMode: 'Strict' })
   if (result.resultType === 'error') throw new Error(`${testCase.name}: ${JSON.stringify(result.errors)}`)
   const dropped = result.result?.ignoredContextKeys ?? []

@@ -112,8 +112,14 @@ def test_a_trail_bucket_only_where_a_trail_may_be_created_in_it(template):
 def test_no_stackset_parameter_names_one_account():
     assert set(limits.ACCOUNT_SPECIFIC_PARAMETERS) <= set(SAM_T["Parameters"])
     assert set(limits.REFUSED_STACK_SET_PARAMETERS) == set(limits.ACCOUNT_SPECIFIC_PARAMETERS)
+    assert set(limits.ORGANIZATION_WIDE_PARAMETERS) <= set(STACKSET_T["Parameters"])
+    assert not set(limits.ORGANIZATION_WIDE_PARAMETERS) & set(limits.REFUSED_STACK_SET_PARAMETERS)
     for name, definition in STACKSET_T["Parameters"].items():
         assert name not in limits.REFUSED_STACK_SET_PARAMETERS, name
+        if name in limits.ORGANIZATION_WIDE_PARAMETERS:
+            # The security account's bus and operator: one ARN for every account, by design.
+            assert definition["Default"] == "" and STACKSET_T["Parameters"][name] == SAM_T["Parameters"][name], name
+            continue
         pattern = definition.get("AllowedPattern", "")
         assert "[0-9]{12}" not in pattern and not name.endswith("Arn"), f"{name}: names one account"
     for old, new in limits.ACCOUNT_SPECIFIC_PARAMETERS.items():

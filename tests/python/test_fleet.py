@@ -609,8 +609,10 @@ def test_the_bus_admits_only_the_connector_roles_of_the_organization():
     assert statement["Resource"] == {
         "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"}
     assert statement["Condition"] == {
-        "StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}, "events:source": fleet.SOURCE,
-                         "events:detail-type": fleet.DETAIL_TYPE},
+        "StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}},
+        # Lists, one value per entry: every entry a connector's status, and both keys present.
+        "ForAllValues:StringEquals": {"events:source": fleet.SOURCE, "events:detail-type": fleet.DETAIL_TYPE},
+        "Null": {"events:source": "false", "events:detail-type": "false"},
         "ArnLike": {"aws:PrincipalArn": {
             "Fn::Sub": "arn:${AWS::Partition}:iam::*:role/cloud-app-security-connector/*"}}}
     # The path is the one both connector templates give the function's role.

@@ -8,6 +8,7 @@ Name or *Name is measured. Run with -rA to see the longest name of each template
 import pytest
 
 import control_tower
+import fleet
 import limits
 import lint_policies
 
@@ -18,6 +19,7 @@ LIMITS = {
     ("AWS::IAM::Policy", "PolicyName"): 128,
     ("AWS::IAM::ManagedPolicy", "ManagedPolicyName"): 128,
     ("AWS::IAM::Role", "RoleName"): 64,
+    ("AWS::IAM::Role", "PolicyName"): 128,  # an inline policy of the role
     ("AWS::S3::Bucket", "BucketName"): 63,
     ("AWS::S3::Bucket", "DestinationBucketName"): 63,  # LoggingConfiguration: a bucket's name
     ("AWS::CloudWatch::Alarm", "AlarmName"): 255,
@@ -49,6 +51,9 @@ LONGEST = {
     "TrailBucketAccessLogBucket": "b" * 63,
     "TrailBucketAccessLogBucketPrefix": "p" * 34,
     "ApiToken": "x",
+    # Makes the fleet's reader role, whose name is fixed (fleet.py assumes it by name).
+    "StatusReaderPrincipalArn": f"arn:aws:iam::{lint_policies.SECURITY_ACCOUNT}:role/fleet-operator",
+    "OrganizationId": "o-exampleorg01",
 }
 SCENARIOS = {
     "longest names, a trail bucket logging to the deployer's bucket": {**LONGEST, "TrailMode": "Create"},
@@ -111,6 +116,11 @@ def test_every_explicit_name_fits_its_limit_for_the_longest_stack_name(label, mo
     assert not problems, "\n".join(problems) + f"\n{REPORT[label]}"
 
 
+# Named on purpose: scripts/fleet.py assumes the reader role by its name in every account (opt-in;
+# IAM names are account-wide, so one stack per account may make it).
+FIXED_NAMES = {("StatusReaderRole", "RoleName"): fleet.READER_ROLE_NAME}
+
+
 @pytest.mark.parametrize("label", list(STACK_NAMES))
 def test_the_function_and_the_role_are_named_by_cloudformation(label, monkeypatch):
     template = control_tower.load(label)
@@ -119,6 +129,10 @@ def test_the_function_and_the_role_are_named_by_cloudformation(label, monkeypatc
                         ("AWS::Events::Rule", "Name"), ("AWS::SNS::Topic", "TopicName")):
         for lid, resource in template["Resources"].items():
             if resource["Type"] == rtype:
+                if (lid, prop) in FIXED_NAMES:
+                    assert resource["Properties"][prop] == FIXED_NAMES[(lid, prop)], lid
+                    assert resource.get("Condition"), f"{lid}: a fixed name, so opt-in"
+                    continue
                 assert prop not in resource.get("Properties", {}), f"{lid}: {prop} (unbounded by the stack name)"
 
 

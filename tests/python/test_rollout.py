@@ -702,6 +702,24 @@ def test_unknown_and_reserved_parameters_are_refused(files, capsys, offline):
         assert says in capsys.readouterr().err
 
 
+def test_the_fleet_parameters_name_the_security_account_and_go_to_every_account(files, capsys, offline):
+    # The status bus and the reader's operator are the organization's (one ARN for every account):
+    # the StackSet takes them as they are, unlike the parameters that name one account's resource.
+    given = {
+        "StatusBusArn": "arn:aws:events:eu-west-1:210987654321:event-bus/cloud-app-security-connector-fleet",
+        "StatusReaderPrincipalArn": "arn:aws:iam::210987654321:role/security/fleet-operator",
+        "OrganizationId": "o-exampleorg01",
+        "PasteOverdueDays": "5",
+    }
+    assert set(limits.ORGANIZATION_WIDE_PARAMETERS) <= set(given) and set(given) <= set(REAL_PARAMETERS)
+    dry_run(files, *[a for k, v in given.items() for a in ("--parameter", f"{k}={v}")])
+    out, err = capsys.readouterr()
+    (create,) = [c for c in dry_run_calls(out) if ".create_stack_set(" in c]
+    for key, value in given.items():
+        assert json.dumps({"ParameterKey": key, "ParameterValue": value}) in create, key
+    assert "names one account" not in out + err
+
+
 @pytest.mark.parametrize("extra, expected", [
     ((), {"MaxConcurrentPercentage": 25}),
     (("--parameter", "CloudAppSecurityUrl=https://contoso.us2.portal.cloudappsecurity.com"),

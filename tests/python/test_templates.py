@@ -13,6 +13,7 @@ import re
 import pytest
 from cfnlint.decode import cfn_yaml
 
+import fleet
 import limits
 import lint_policies
 import stackset_template
@@ -76,6 +77,13 @@ UNTAGGED = {"Null": {"aws:ResourceTag/cloud-app-security:stack-id": "true"}}
 NEVER_A_QUARANTINE = {
     "ArnNotLike": {"iam:PolicyARN": {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSCompromisedKeyQuarantine*"}},
     "Null": {"iam:PolicyARN": "false"},
+}
+
+# The status report (StatusBusArn): the connector's own source and detail type, each key present
+# and every value of it matching (the reference types both ArrayOfString).
+OUR_REPORT = {
+    "ForAllValues:StringEquals": {"events:source": fleet.SOURCE, "events:detail-type": fleet.DETAIL_TYPE},
+    "Null": {"events:source": "false", "events:detail-type": "false"},
 }
 
 # Every action the role allows, and each (resource, condition) it may be allowed under: the whole
@@ -142,6 +150,8 @@ EXPECTED = {
     **{f"cloudtrail:{a}": [(ANY_TRAIL, {"StringEquals": RESOURCE_TAG})] for a in [
         "UpdateTrail", "StartLogging", "DeleteTrail"]},
     "lambda:InvokeFunction": [(FUNCTION, UNCONDITIONED)],
+    # Only with a StatusBusArn (HasStatusBus): only there, only the connector's report.
+    "events:PutEvents": [({"Ref": "StatusBusArn"}, OUR_REPORT)],
 }
 # What grants permissions or credentials, or could re-home a user: never unconditioned.
 GRANTS = {"iam:CreateUser", "iam:TagUser", "iam:UntagUser", "iam:PutUserPolicy", "iam:PutUserPermissionsBoundary",
@@ -325,6 +335,8 @@ def test_the_role_documents_fit_iam_size_limits_at_their_longest(template, monke
                                                                        f"log-group:/aws/lambda/{name}-connector:*")
     boundary_arn = SAM_T["Parameters"]["PermissionsBoundaryArn"]["MaxLength"]
     longest = {
+        # The fleet's bus: a name of up to 256 characters (the parameter's pattern).
+        "StatusBusArn": "arn:aws-us-gov:events:us-gov-west-1:123456789012:event-bus/" + "b" * 256,
         "PermissionsBoundaryArn": "arn:aws-us-gov:iam::123456789012:policy/" + "p" * (boundary_arn - 40),
         "SecretKmsKeyArn": "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/mrk-" + "0" * 32,
         "TrailKmsKeyArn": "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/mrk-" + "0" * 32,
@@ -347,6 +359,9 @@ def test_the_function_serves_only_its_own_stack_and_partition():
         assert env["CLOUD_APP_SECURITY_STACK_ID"] == {"Ref": "AWS::StackId"}
         assert env["CLOUD_APP_SECURITY_URL_SUFFIX"] == {"Ref": "AWS::URLSuffix"}
         assert env["CLOUD_APP_SECURITY_ALLOWED_HOSTS"] == {"Ref": "AllowedHosts"}
+        # The fleet: where the status goes (empty: nowhere), and when a waiting paste is overdue.
+        assert env["CLOUD_APP_SECURITY_STATUS_BUS"] == {"Ref": "StatusBusArn"}
+        assert env["CLOUD_APP_SECURITY_PASTE_OVERDUE_DAYS"] == {"Ref": "PasteOverdueDays"}
 
 
 @TEMPLATES
@@ -526,12 +541,20 @@ def test_the_stackset_template_is_generated_from_template_yaml():
         assert f.read() == stackset_template.render(), "run .venv/bin/python scripts/stackset_template.py"
 
 
+def test_the_stackset_template_fits_cloudformations_template_body_limit():
+    # The rollout sends the file as it is as TemplateBody: at most 51,200 bytes (pytest -s prints the size).
+    with open(STACKSET, "rb") as f:
+        size = len(f.read())
+    print(f"deploy/stackset.yaml: {size} bytes of {limits.TEMPLATE_BODY_MAX}")
+    assert size <= limits.TEMPLATE_BODY_MAX
+
+
 def test_the_stackset_template_has_not_drifted():
     stackset = load(STACKSET)
     neutral = stackset_template.neutral
     assert role_statements(stackset) == [neutral(s) for s in ROLE]
     for name in ("ConnectorUserBoundary", "ConnectorPolicy", "ConnectorSecretsPolicy", "ConnectorRole", "TrailBucket",
-                 "TrailBucketPolicy", "PropertiesCheck", "AlarmTopic"):
+                 "TrailBucketPolicy", "PropertiesCheck", "AlarmTopic", "StatusReaderRole"):
         assert stackset["Resources"][name] == neutral(SAM_T["Resources"][name]), name
     assert stackset["Rules"] == neutral(SAM_T["Rules"], "Rules")
     assert stackset["Conditions"] == neutral(SAM_T["Conditions"], "Conditions")
@@ -559,3 +582,80 @@ def test_the_artifact_bucket_is_readable_by_the_organization_only_over_tls():
     assert policy["DenyInsecureTransport"]["Effect"] == "Deny"
     assert t["Resources"]["ArtifactBucket"]["Properties"]["BucketName"] == {
         "Fn::Sub": "${ArtifactBucketPrefix}-${AWS::Region}"}
+
+
+# --- the fleet (docs/fleet.md) ---------------------------------------------------------------------
+
+@TEMPLATES
+def test_the_status_report_is_off_without_a_bus_and_names_only_the_fleets_bus(template):
+    parameter = template["Parameters"]["StatusBusArn"]
+    assert parameter["Default"] == ""
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.fullmatch("")
+    for partition, region in (("aws", "eu-west-1"), ("aws-cn", "cn-north-1"), ("aws-us-gov", "us-gov-west-1")):
+        assert pattern.fullmatch(f"arn:{partition}:events:{region}:210987654321:event-bus/cloud-app-security-connector-fleet")
+    for wrong in ("cloud-app-security-connector-fleet", "arn:aws:events:eu-west-1:210987654321:rule/x",
+                  "arn:aws:sns:eu-west-1:210987654321:event-bus/x", "arn:aws:events:eu-west-1:210987654321:event-bus/"):
+        assert not pattern.fullmatch(wrong), wrong
+    assert template["Conditions"]["HasStatusBus"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "StatusBusArn"}, ""]}]}
+    doc = template["Resources"]["ConnectorSecretsPolicy"]["Properties"]["PolicyDocument"]
+    (report,) = [st for st in doc["Statement"] if "Fn::If" in st and st["Fn::If"][0] == "HasStatusBus"]
+    assert report["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    assert report["Fn::If"][1]["Sid"] == "ReportStatusToTheFleetBus"
+    days = template["Parameters"]["PasteOverdueDays"]
+    assert (days["Type"], days["Default"], days["MinValue"], days["MaxValue"]) == ("Number", 3, 1, 365)
+
+
+@TEMPLATES
+def test_the_reader_role_is_opt_in_and_lets_one_operator_read_one_key_at_awscurrent(template):
+    params = template["Parameters"]
+    assert params["StatusReaderPrincipalArn"]["Default"] == "" and params["OrganizationId"]["Default"] == ""
+    principal = re.compile(params["StatusReaderPrincipalArn"]["AllowedPattern"])
+    for arn in ("", "arn:aws:iam::210987654321:role/fleet-operator", "arn:aws:iam::210987654321:user/alice",
+                "arn:aws-us-gov:iam::210987654321:role/aws-reserved/sso.amazonaws.com/us-gov-west-1/AWSReservedSSO_Fleet_0123456789abcdef"):
+        assert principal.fullmatch(arn), arn
+    for wrong in ("arn:aws:iam::210987654321:root", "arn:aws:sts::210987654321:assumed-role/fleet-operator/me",
+                  "arn:aws:iam::210987654321:group/admins", "arn:aws:iam::210987654321:role/"):
+        assert not principal.fullmatch(wrong), wrong
+    assert re.fullmatch(params["OrganizationId"]["AllowedPattern"], "o-exampleorg01")
+    # The organization is required with a reader: the trust policy names it.
+    rule = template["Rules"]["StatusReaderNeedsTheOrganization"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "StatusReaderPrincipalArn"}, ""]}]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "OrganizationId"}, ""]}]}
+    assert template["Conditions"]["HasStatusReader"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "StatusReaderPrincipalArn"}, ""]}]}
+
+    role = template["Resources"]["StatusReaderRole"]
+    assert role["Condition"] == "HasStatusReader"
+    props = role["Properties"]
+    # What fleet.py assumes in each account.
+    assert (props["Path"], props["RoleName"]) == (fleet.READER_ROLE_PATH, fleet.READER_ROLE_NAME)
+    assert props["MaxSessionDuration"] == 3600
+    (trust,) = props["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Action"] == "sts:AssumeRole" and trust["Effect"] == "Allow"
+    assert trust["Principal"] == {"AWS": {"Fn::Sub": ["arn:${AWS::Partition}:iam::${Account}:root", {
+        "Account": {"Fn::Select": [4, {"Fn::Split": [":", {"Ref": "StatusReaderPrincipalArn"}]}]}}]}}
+    assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": {"Ref": "StatusReaderPrincipalArn"}},
+                                  "StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}
+    (policy,) = props["Policies"]
+    read, decrypt = policy["PolicyDocument"]["Statement"]
+    secret = {"Fn::GetAtt": ["Connector", "SecretArn"]}
+    assert (read["Action"], read["Resource"]) == ("secretsmanager:GetSecretValue", secret)
+    assert read["Condition"] == {"StringEquals": {"secretsmanager:VersionStage": "AWSCURRENT"}}
+    assert decrypt["Action"] == "kms:Decrypt"
+    expected_keys = [ACCOUNT_KEYS, SECRET_KEY] if template is SAM_T else stackset_template.neutral([ACCOUNT_KEYS, SECRET_KEY])
+    assert decrypt["Resource"] == expected_keys
+    assert decrypt["Condition"] == {"StringEquals": {
+        "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"},
+        "kms:EncryptionContext:SecretARN": secret}}
+    output = template["Outputs"]["StatusReaderRoleArn"]
+    assert output["Condition"] == "HasStatusReader" and output["Value"] == {"Fn::GetAtt": ["StatusReaderRole", "Arn"]}
+
+
+def test_the_reader_role_resolves_to_the_operators_account_root():
+    params = lint_policies.SCENARIOS["all options"]
+    trust = lint_policies.resolve(SAM_T["Resources"]["StatusReaderRole"]["Properties"]["AssumeRolePolicyDocument"],
+                                  SAM_T, params)
+    operator_account = params["StatusReaderPrincipalArn"].split(":")[4]
+    assert trust["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{operator_account}:root"}
+    assert not lint_policies.exists(SAM_T["Resources"]["StatusReaderRole"], SAM_T, {})
