@@ -123,6 +123,10 @@ pub struct Bookkeeping {
     /// Security ever seen using this one: the alarm stays on until it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch_unseen_since: Option<u64>,
+    /// When the daily key check first saw Cloud App Security using a key (the rotation rule's
+    /// "seen"), and which key: the status stays `Connected` for that key across later requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_in_use: Option<SeenInUse>,
     /// A rotation's document: the version that was current when it was made. It becomes current
     /// only by moving `AWSCURRENT` from that version (compare-and-swap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +176,26 @@ pub struct Applied {
     /// older request is a late delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<u64>,
+}
+
+/// A key Cloud App Security was seen using.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeenInUse {
+    /// The key's id.
+    pub access_key_id: String,
+    /// When it was seen used (seconds since the epoch).
+    pub at: u64,
+}
+
+impl Bookkeeping {
+    /// When Cloud App Security was seen using `key`, if it was.
+    pub fn seen_using(&self, key: &str) -> Option<u64> {
+        self.seen_in_use
+            .as_ref()
+            .filter(|s| s.access_key_id == key)
+            .map(|s| s.at)
+    }
 }
 
 /// The resource's settings a rotation acts on.

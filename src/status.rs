@@ -84,11 +84,14 @@ pub struct Snapshot {
     pub last_seen_used: Option<u64>,
     /// Whether the stored key was proven to work, where known.
     pub verified: Option<bool>,
+    /// Why Cloud App Security cannot use the connector although the request or check succeeded
+    /// (a quarantined user): the status is `Failing`, with this as its `lastError`.
+    pub problem: Option<String>,
 }
 
 /// The status of a connector whose last request, step or check ended as `outcome`.
 pub fn status(outcome: Result<(), &str>, s: &Snapshot, overdue: Duration, now: SystemTime) -> Status {
-    if outcome.is_err() {
+    if outcome.is_err() || s.problem.is_some() {
         return Status::Failing;
     }
     if s.verified == Some(false) {
@@ -181,6 +184,12 @@ impl Report {
             true => Mode::Callback,
             false => Mode::Portal,
         };
+        // A first key waits for its paste from its creation, as `status` counts it.
+        let unseen = !snapshot.registered && snapshot.last_seen_used.is_none();
+        let waiting = snapshot
+            .awaiting_paste_since
+            .or(snapshot.key_created_at.filter(|_| unseen));
+        let error = outcome.err().map(str::to_owned).or(snapshot.problem);
         Report {
             schema_version: REPORT_SCHEMA,
             status,
@@ -194,10 +203,10 @@ impl Report {
             mode,
             access_key_id: snapshot.access_key_id,
             key_created_at: snapshot.key_created_at.map(rfc3339),
-            awaiting_paste_since: snapshot.awaiting_paste_since.map(rfc3339),
+            awaiting_paste_since: waiting.map(rfc3339),
             last_seen_used: snapshot.last_seen_used.map(rfc3339),
             verified: snapshot.verified == Some(true),
-            last_error: outcome.err().map(cut),
+            last_error: error.as_deref().map(cut),
             release: crate::key_material::RELEASE.to_owned(),
             reported_at: rfc3339(now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
         }
@@ -289,6 +298,30 @@ mod tests {
             ..seen.clone()
         };
         assert_eq!(s(&rotated), Status::PasteOverdue, "a rotated key awaits its paste");
+        let quarantined = Snapshot {
+            problem: Some("quarantined".into()),
+            ..seen
+        };
+        assert_eq!(s(&quarantined), Status::Failing);
+    }
+
+    #[test]
+    fn a_first_key_waits_for_its_paste_from_its_creation_and_a_problem_is_the_last_error() {
+        let report = Report::new(
+            Trigger::Check,
+            portal(NOW - DAY),
+            Ok(()),
+            Duration::from_secs(3 * DAY),
+            at(NOW),
+        );
+        assert_eq!(report.awaiting_paste_since, Some(rfc3339(NOW - DAY)));
+        let problem = Snapshot {
+            problem: Some("quarantined (AWSDenyAll)".into()),
+            ..portal(NOW)
+        };
+        let report = Report::new(Trigger::Check, problem, Ok(()), Duration::from_secs(DAY), at(NOW));
+        assert_eq!(report.status, Status::Failing);
+        assert_eq!(report.last_error.as_deref(), Some("quarantined (AWSDenyAll)"));
     }
 
     #[test]

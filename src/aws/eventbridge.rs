@@ -29,6 +29,17 @@ impl EventBridgeAdapter {
     }
 }
 
+/// A client in the bus's region (its ARN's fourth field): the organization's bus may live in
+/// another region than the connector, and PutEvents goes to the bus's regional endpoint.
+fn client_for(config: &aws_config::SdkConfig, bus: &str) -> Client {
+    let region = bus.split(':').nth(3).filter(|r| !r.is_empty());
+    let mut builder = aws_sdk_eventbridge::config::Builder::from(config);
+    if let Some(region) = region {
+        builder = builder.region(aws_sdk_eventbridge::config::Region::new(region.to_owned()));
+    }
+    Client::from_conf(builder.build())
+}
+
 impl StatusBus for EventBridgeAdapter {
     async fn send(&self, report: &Report) -> Result<(), CallError> {
         let Some(bus) = &self.bus else { return Ok(()) };
@@ -40,7 +51,7 @@ impl StatusBus for EventBridgeAdapter {
             .detail(detail)
             .event_bus_name(bus)
             .build();
-        let client = self.client.get_or_init(|| Client::new(&self.config));
+        let client = self.client.get_or_init(|| client_for(&self.config, bus));
         let out = client.put_events().entries(entry).send().await;
         let out = out.map_err(|e| call_error("events:PutEvents", e, |_| None))?;
         // PutEvents answers 200 even when it refused the entry.

@@ -33,6 +33,9 @@ pub struct Answer {
     pub physical_id: String,
     /// `Data`, for `Fn::GetAtt`.
     pub data: BTreeMap<String, String>,
+    /// What the request left, for the status report (never sent to CloudFormation); `None`
+    /// where the request converged nothing (a failure, a Delete, an answer from the record).
+    pub snapshot: Option<crate::status::Snapshot>,
 }
 
 impl Answer {
@@ -43,6 +46,15 @@ impl Answer {
             reason: reason.to_owned(),
             physical_id,
             data,
+            snapshot: None,
+        }
+    }
+
+    /// The same answer, with what the request left for the status report.
+    pub fn with_snapshot(self, snapshot: crate::status::Snapshot) -> Answer {
+        Answer {
+            snapshot: Some(snapshot),
+            ..self
         }
     }
 
@@ -53,6 +65,7 @@ impl Answer {
             reason: reason.into(),
             physical_id,
             data: BTreeMap::new(),
+            snapshot: None,
         }
     }
 

@@ -22,17 +22,20 @@ pub(super) fn of_answer(envelope: &Envelope, answer: &Answer, overdue: Duration)
         "Delete" => Trigger::Delete,
         _ => return None,
     };
+    // What the request converged, or else (an answer from the record) its `Data`.
     let data = |key: &str| answer.data.get(key).filter(|v| !v.is_empty()).cloned();
-    let snapshot = Snapshot {
-        stack_id: envelope.stack_id.clone(),
-        logical_id: envelope.logical_resource_id.clone(),
-        physical_id: Some(answer.physical_id.clone()),
+    let snapshot = answer.snapshot.clone().unwrap_or_else(|| Snapshot {
         connector_name: data("ConnectorName"),
         secret_arn: data("SecretArn"),
         registered: data("ConnectorStatus").as_deref() == Some("Registered"),
         access_key_id: data("AccessKeyId"),
-        verified: data("KeyVerified").map(|v| v == "true"),
         ..Snapshot::default()
+    });
+    let snapshot = Snapshot {
+        stack_id: envelope.stack_id.clone(),
+        logical_id: envelope.logical_resource_id.clone(),
+        physical_id: Some(answer.physical_id.clone()),
+        ..snapshot
     };
     let outcome = match answer.status {
         AnswerStatus::Success => Ok(()),

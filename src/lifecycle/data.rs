@@ -1,9 +1,11 @@
-//! `Data` for `Fn::GetAtt`: identifiers and states, never key material.
+//! `Data` for `Fn::GetAtt`, and the status report's view of a converged resource: identifiers,
+//! states and dates, never key material.
 
 use std::collections::BTreeMap;
 
 use crate::cloud_app_security::PORTAL_URL;
 use crate::provision::{Connector, Provisioned};
+use crate::status::Snapshot;
 
 /// The attributes of a converged resource.
 pub(super) fn of(done: &Provisioned) -> BTreeMap<String, String> {
@@ -24,4 +26,20 @@ pub(super) fn of(done: &Provisioned) -> BTreeMap<String, String> {
         ("PortalUrl".to_owned(), PORTAL_URL.to_owned()),
         ("KeyVerified".to_owned(), (done.key_verified == Some(true)).to_string()),
     ])
+}
+
+/// What the status report says of a converged resource (the handler adds the stack, the logical
+/// id and the physical id from the envelope and the answer).
+pub(super) fn snapshot(done: &Provisioned) -> Snapshot {
+    Snapshot {
+        connector_name: Some(done.connector_name.clone()),
+        secret_arn: Some(done.secret_arn.clone()),
+        registered: matches!(done.connector, Connector::Registered(_)),
+        access_key_id: Some(done.access_key_id.clone()),
+        key_created_at: done.key_created.map(crate::provision::epoch),
+        awaiting_paste_since: done.stored.awaiting_paste_since(),
+        last_seen_used: done.stored.seen_in_use(),
+        verified: done.key_verified,
+        ..Snapshot::default()
+    }
 }

@@ -290,10 +290,11 @@ impl<P: Ports> Lifecycle<'_, P> {
         let made = Made::default();
         let work = async {
             let done = self.provisioner.converge(&target, &made).await?;
-            self.record(&target, &done, sent, &made).await
+            let data = self.record(&target, &done, sent, &made).await?;
+            Ok((data, data::snapshot(&done)))
         };
         match self.all_or_nothing(&target, &made, work).await {
-            Ok(data) => Answer::success(target.physical_id.clone(), "created", data),
+            Ok((data, seen)) => Answer::success(target.physical_id.clone(), "created", data).with_snapshot(seen),
             Err(reason) => self.failed(target.physical_id.clone(), reason, record).await,
         }
     }
@@ -422,10 +423,11 @@ impl<P: Ports> Lifecycle<'_, P> {
             let done = self.provisioner.converge(&target, &made).await?;
             self.provisioner.delete_previous_secret(&target).await?;
             self.remove_abandoned(old_physical_id, &target, previous).await?;
-            self.record(&target, &done, parsed.sent(), &made).await
+            let data = self.record(&target, &done, parsed.sent(), &made).await?;
+            Ok((data, data::snapshot(&done)))
         };
         match self.all_or_nothing(&target, &made, work).await {
-            Ok(data) => Answer::success(target.physical_id.clone(), "updated", data),
+            Ok((data, seen)) => Answer::success(target.physical_id.clone(), "updated", data).with_snapshot(seen),
             // CloudFormation keeps the old physical id after a failed update.
             Err(reason) => self.failed(old_physical_id.to_owned(), reason, record).await,
         }

@@ -81,6 +81,7 @@ impl<P: Ports> Provisioner<'_, P> {
             trail,
             connector,
             key_verified,
+            key_created: state.stored_created(self.now()),
             stored: super::Stored {
                 arn: state.arn.clone(),
                 version: state.version.clone(),

@@ -72,6 +72,8 @@ pub struct Provisioned {
     /// Whether the stored key was proven to work (`None`: not checked, nothing changed or
     /// `VerifyKey` is off).
     pub key_verified: Option<bool>,
+    /// When the stored key was issued, where known.
+    pub key_created: Option<std::time::SystemTime>,
     /// The secret's current document, where [`Provisioner::record_applied`] writes what was
     /// applied.
     pub stored: Stored,
@@ -88,6 +90,19 @@ pub struct Stored {
     doc: SecretDocument,
     /// Whether the key the document records as `previous` no longer exists.
     previous_gone: bool,
+}
+
+impl Stored {
+    /// Since when a key waits to be pasted (seconds since the epoch), unless it was deactivated.
+    pub fn awaiting_paste_since(&self) -> Option<u64> {
+        let waiting = self.doc.bookkeeping.awaiting_paste.as_ref();
+        waiting.filter(|a| a.deactivated_at.is_none()).map(|a| a.since)
+    }
+
+    /// When the daily check first saw Cloud App Security using the stored key, if it did.
+    pub fn seen_in_use(&self) -> Option<u64> {
+        self.doc.bookkeeping.seen_using(&self.doc.access_key_id)
+    }
 }
 
 impl std::fmt::Debug for Stored {

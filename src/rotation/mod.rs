@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::cloud_app_security::endpoint::AllowedHosts;
+use crate::key_material::SeenInUse;
 use crate::metrics;
 use crate::ownership::{UserRef, TAG_LOGICAL_ID, TAG_PHYSICAL_ID, TAG_STACK_ID};
 use crate::ports::{
@@ -415,7 +416,14 @@ impl<P: Ports> Rotator<'_, P> {
         if !quarantined.is_empty() {
             tracing::warn!(policies = ?quarantined, "the connector's user is quarantined: never detached by this function");
         }
-        let snapshot = self.sighted(snapshot(&info, &current), &current, &listed).await;
+        let (_, mut snapshot) = self.sighted(snapshot(&info, &current), current, &listed, made).await;
+        if !quarantined.is_empty() {
+            snapshot.problem = Some(format!(
+                "the connector's IAM user is quarantined ({}): Cloud App Security cannot read this account until the \
+                 incident is closed and the policy detached (README, \"If the key leaks\")",
+                quarantined.join(", ")
+            ));
+        }
         Ok(Checked {
             secret: secret_id.to_owned(),
             retirement: retirement.map(describe),
@@ -471,24 +479,45 @@ impl<P: Ports> Rotator<'_, P> {
 
     /// The check's snapshot completed with the stored key's age and, in portal mode with no
     /// paste awaited, whether Cloud App Security was seen using it: the status of the first key
-    /// too (one more call, `GetAccessKeyLastUsed`; best effort).
-    async fn sighted(&self, mut snapshot: Snapshot, current: &Read, listed: &[AccessKeyInfo]) -> Snapshot {
-        let stored = &current.doc.access_key_id;
-        let created = listed.iter().find(|k| k.access_key_id == *stored).map(|k| k.created);
+    /// too (one more call, `GetAccessKeyLastUsed`). The first sighting of a key is recorded, so
+    /// that later requests report it `Connected` too (best effort).
+    async fn sighted(
+        &self,
+        mut snapshot: Snapshot,
+        current: Read,
+        listed: &[AccessKeyInfo],
+        made: &Made,
+    ) -> (Read, Snapshot) {
+        let stored = current.doc.access_key_id.clone();
+        let created = listed.iter().find(|k| k.access_key_id == stored).map(|k| k.created);
         snapshot.key_created_at = created.map(crate::provision::epoch);
         if snapshot.registered || snapshot.awaiting_paste_since.is_some() {
-            return snapshot;
+            return (current, snapshot);
         }
         let iam = self.provisioner.ports.iam();
-        let used = iam.access_key_last_used(stored).await.unwrap_or_else(|e| {
+        let used = iam.access_key_last_used(&stored).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not read when the stored key was last used");
             None
         });
         let own_use_ends = current.doc.bookkeeping.self_use_until.unwrap_or(0);
-        snapshot.last_seen_used = used
-            .filter(|_| retirement::used_by_others(used, own_use_ends))
-            .map(crate::provision::epoch);
-        snapshot
+        let seen_now = used.filter(|_| retirement::used_by_others(used, own_use_ends));
+        let recorded = current.doc.bookkeeping.seen_using(&stored);
+        snapshot.last_seen_used = seen_now.map(crate::provision::epoch).or(recorded);
+        let Some(at) = seen_now.map(crate::provision::epoch).filter(|_| recorded.is_none()) else {
+            return (current, snapshot);
+        };
+        let mut doc = current.doc.clone();
+        doc.bookkeeping.seen_in_use = Some(SeenInUse {
+            access_key_id: stored,
+            at,
+        });
+        match self.record(&current, doc, made).await {
+            Ok(recorded) => (recorded, snapshot),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record that Cloud App Security uses the key");
+                (current, snapshot)
+            }
+        }
     }
 
     /// Whether IAM lists the stored key as inactive (best effort: `false` when it cannot tell).

@@ -184,3 +184,50 @@ async fn the_check_names_a_deactivated_stored_key_and_issues_nothing() {
     );
     assert_eq!(active(&w), Vec::<String>::new(), "nothing issued, nothing reactivated");
 }
+
+#[tokio::test]
+async fn a_quarantined_user_reports_failing_from_the_check() {
+    let w = World::new();
+    created(&w).await;
+    let quarantine = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";
+    w.iam.with(USER, |u| {
+        u.attached.insert(quarantine.to_owned());
+    });
+    w.check().await.unwrap();
+    let report = w.status.reports().last().cloned().unwrap();
+    assert_eq!(report["status"], "Failing", "{report}");
+    assert!(
+        report["lastError"].as_str().is_some_and(|e| e.contains("quarantined")),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn once_seen_in_use_a_key_stays_connected_in_the_reports_of_later_requests() {
+    use crate::ports::Clock;
+    use crate::status::{status, Status as Fleet};
+    let w = World::new();
+    let first = created(&w).await;
+    let snapshot = first.snapshot.expect("a Create reports what it converged");
+    let now = w.clock.now();
+    assert_eq!(
+        status(Ok(()), &snapshot, super::PASTE_OVERDUE, now),
+        Fleet::PendingPortal
+    );
+    assert!(snapshot.key_created_at.is_some());
+    let key = w.stored(SECRET).unwrap().access_key_id;
+    w.clock.advance(std::time::Duration::from_secs(10 * 86_400));
+    let used = w.clock.now() - std::time::Duration::from_secs(60);
+    w.iam.last_used.lock().unwrap().insert(key.clone(), used);
+    w.check().await.unwrap();
+    assert_eq!(w.status.reports().last().unwrap()["status"], "Connected");
+    // An Update that keeps the key (a new tag) reports it Connected, not PasteOverdue.
+    let updated = update(&w, "r-tag", &base(), &with(json!({"Tags": {"team": "security"}}))).await;
+    assert_eq!(updated.status, Status::Success, "{}", updated.reason);
+    let snapshot = updated.snapshot.expect("an Update reports what it converged");
+    assert_eq!(snapshot.access_key_id.as_deref(), Some(key.as_str()));
+    assert_eq!(
+        status(Ok(()), &snapshot, super::PASTE_OVERDUE, w.clock.now()),
+        Fleet::Connected
+    );
+}
