@@ -78,9 +78,10 @@ impl<P: Ports> Provisioner<'_, P> {
         self.progress.set(steps::USER);
         let (user, fresh) = self.converge_user(target, user).await?;
         self.progress.set(steps::PERMISSIONS);
+        // Boxed, as in `converge`: the key's future is deep, and a test thread's stack is 2 MiB.
         let (permissions, state) = futures::join!(
-            self.converge_permissions(target, fresh),
-            self.key(target, secret, old_secret, fresh, made),
+            Box::pin(self.converge_permissions(target, fresh)),
+            Box::pin(self.key(target, secret, old_secret, fresh, made)),
         );
         let (_, state) = super::both(permissions, state)?;
         Ok((user, state))

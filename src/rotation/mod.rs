@@ -230,10 +230,11 @@ pub async fn run<P: Ports>(ports: &P, invocation: &Invocation<'_>, event: &Event
     };
     let made = Made::default();
     let result = match event {
-        Event::Rotation(r) => bounded(&progress, work_until, rotator.rotate(r, &made))
+        // Boxed: each is a large future (the SDK's are), and a test thread's stack is 2 MiB.
+        Event::Rotation(r) => bounded(&progress, work_until, Box::pin(rotator.rotate(r, &made)))
             .await
             .map(|snapshot| (json!({}), snapshot)),
-        Event::Check(c) => bounded(&progress, work_until, rotator.check(&c.secret_id, &made))
+        Event::Check(c) => bounded(&progress, work_until, Box::pin(rotator.check(&c.secret_id, &made)))
             .await
             .map(|checked| (checked.report(), checked.snapshot)),
     };
@@ -241,8 +242,8 @@ pub async fn run<P: Ports>(ports: &P, invocation: &Invocation<'_>, event: &Event
     if result.as_ref().is_err_and(|e| !e.refused()) {
         let undo = async {
             match event {
-                Event::Rotation(r) => rotator.abandon(r, &made).await,
-                Event::Check(c) => rotator.provisioner.undo_in(&c.secret_id, &made).await,
+                Event::Rotation(r) => Box::pin(rotator.abandon(r, &made)).await,
+                Event::Check(c) => Box::pin(rotator.provisioner.undo_in(&c.secret_id, &made)).await,
             }
         };
         if tokio::time::timeout_at(invocation.guard_at, undo).await.is_err() {
@@ -254,7 +255,7 @@ pub async fn run<P: Ports>(ports: &P, invocation: &Invocation<'_>, event: &Event
         metrics::emit(event.secret_id(), &[(metrics::ROTATION_FAILED, 1)]);
     }
     if let Some(report) = report(invocation, event, &result, crate::ports::Clock::now(ports.clock())) {
-        crate::status::send(ports.status(), &report, invocation.guard_at).await;
+        Box::pin(crate::status::send(ports.status(), &report, invocation.guard_at)).await;
     }
     result.map(|(value, _)| value)
 }
@@ -354,7 +355,9 @@ impl<P: Ports> Rotator<'_, P> {
     pub async fn rotate(&self, request: &RotationRequest, made: &Made) -> Result<Snapshot, RotationError> {
         let (info, current) = self.owned(&request.secret_id).await?;
         let snapshot = snapshot(&info, &current);
-        self.step(request, info, current, made).await.map(|()| snapshot)
+        Box::pin(self.step(request, info, current, made))
+            .await
+            .map(|()| snapshot)
     }
 
     async fn step(
@@ -385,10 +388,11 @@ impl<P: Ports> Rotator<'_, P> {
         }
         tracing::info!(step = request.step.as_str(), "rotation step");
         match request.step {
-            Step::Create => self.create(&info, current, token, made).await,
-            Step::Set => self.set(&info, &current, token).await,
-            Step::Test => self.test(&info, &current, token).await,
-            Step::Finish => self.finish(&info, &current, token).await,
+            // Boxed, each: the four steps' futures would otherwise share one large frame.
+            Step::Create => Box::pin(self.create(&info, current, token, made)).await,
+            Step::Set => Box::pin(self.set(&info, &current, token)).await,
+            Step::Test => Box::pin(self.test(&info, &current, token)).await,
+            Step::Finish => Box::pin(self.finish(&info, &current, token)).await,
         }
     }
 
