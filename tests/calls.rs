@@ -212,7 +212,7 @@ async fn a_no_change_update_only_reads_and_records_the_request() {
 }
 
 #[tokio::test]
-async fn a_delete_of_a_clean_user_makes_ten_calls() {
+async fn a_delete_of_a_clean_user_makes_eleven_calls() {
     let (env, proxy) = counted().await;
     let (_, physical_id) = created(&env, &proxy).await;
     assert_success(&env.delete(&physical_id, props(&env)).await);
@@ -226,8 +226,11 @@ async fn a_delete_of_a_clean_user_makes_ten_calls() {
             "secretsmanager:DescribeSecret",
             "iam:ListAccessKeys",
             "iam:DeleteAccessKey",
+            // Issue 17: the connector's own policy is read before it is deleted (one a person
+            // turned into a Deny stays),
+            "iam:GetUserPolicy",
             "iam:DeleteUserPolicy",
-            // Issue 17: the secret is released before its deletion is scheduled, so that a
+            // the secret is released before its deletion is scheduled, so that a
             // later Create may replace it (never restore it); its records come from the first
             // read, in portal mode too.
             "secretsmanager:TagResource",

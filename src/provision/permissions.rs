@@ -1,6 +1,7 @@
 //! The user's permissions, per connection: the procedure's inline policy for `SecurityAuditing`,
 //! the two AWS managed policies for `SecurityConfiguration`.
 
+use super::teardown::denies;
 use serde_json::{json, Value};
 
 use super::{steps, InStep, ProvisionError, Provisioner, Target};
@@ -56,6 +57,15 @@ impl<P: Ports> Provisioner<'_, P> {
         let desired = auditing_policy();
         match (wanted, current) {
             (true, Some(doc)) if serde_json::from_str::<Value>(&doc).ok().as_ref() == Some(&desired) => Ok(()),
+            // A person turned the connector's own policy into a Deny (incident response): it is
+            // never overwritten or deleted; the key check reports the user quarantined.
+            (_, Some(doc)) if denies(&doc) => {
+                tracing::warn!(
+                    policy = INLINE_POLICY_NAME,
+                    "the connector's policy now denies: left as it is"
+                );
+                Ok(())
+            }
             (true, _) => {
                 iam.put_inline_policy(name, INLINE_POLICY_NAME, &desired.to_string())
                     .await

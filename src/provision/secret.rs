@@ -317,7 +317,7 @@ impl<P: Ports> Provisioner<'_, P> {
     }
 
     async fn create_secret(&self, target: &Target, text: &SecretText, token: &str) -> Result<Written, ProvisionError> {
-        let tags = target.resource_tags();
+        let tags = target.secret_tags();
         let secret = NewSecret {
             name: &target.secret_name,
             value: text,
@@ -441,7 +441,7 @@ impl<P: Ports> Provisioner<'_, P> {
         kms_done: bool,
     ) -> Result<(), ProvisionError> {
         let secrets = self.ports.secrets();
-        let tags = target.resource_tags();
+        let tags = target.secret_tags();
         let changed = tags.iter().any(|(k, v)| info.tags.get(k) != Some(v));
         let present = |keys: &mut dyn Iterator<Item = &str>| -> Vec<String> {
             keys.filter(|k| info.tags.contains_key(*k)).map(str::to_owned).collect()

@@ -73,6 +73,9 @@ pub struct Before {
     pub secret_name: String,
     /// The previous `SecretKmsKeyId`: a change of it is the deployer's, and is carried out.
     pub secret_kms_key_id: Option<String>,
+    /// The previous `PermissionsBoundary`: a user still under it moves to the new one; a user
+    /// under any other boundary was given it by a person, and keeps it.
+    pub boundary: Option<String>,
 }
 
 /// Everything the resource should look like, resolved from one request.
@@ -148,6 +151,7 @@ impl Target {
             physical_id: old_physical_id.to_owned(),
             secret_name: p.resolve(&stack.account_id).secret_name,
             secret_kms_key_id: p.secret_kms_key_id.clone(),
+            boundary: p.permissions_boundary.clone(),
         });
         Ok(Target {
             owner,
@@ -188,6 +192,15 @@ impl Target {
     pub fn accepted_tags(&self) -> Vec<String> {
         let deployer = self.tags.keys().chain(&self.removed_tags);
         deployer.chain(&self.tolerated_tag_keys).cloned().collect()
+    }
+
+    /// The tags of the secret: [`Target::resource_tags`], and `cloud-app-security:released`
+    /// `false` — a live secret a failed Delete tagged released is claimed back, so that no
+    /// connector role may force-delete it (the role force-deletes only `true`).
+    pub fn secret_tags(&self) -> Tags {
+        let mut tags = self.resource_tags();
+        tags.insert(crate::ownership::TAG_RELEASED.to_owned(), "false".to_owned());
+        tags
     }
 
     /// What a rotation must know of this target, kept in the secret's value.

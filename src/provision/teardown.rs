@@ -134,9 +134,19 @@ impl<P: Ports> Provisioner<'_, P> {
             .map(|p| target.stack.managed_policy_arn(p));
         let managed =
             futures::future::try_join_all(managed.map(|arn| async move { iam.detach_policy(name, &arn).await }));
-        futures::try_join!(keys, iam.delete_inline_policy(name, INLINE_POLICY_NAME), managed)
-            .in_step(steps::DELETE_USER)?;
+        futures::try_join!(keys, self.delete_own_policy(name), managed).in_step(steps::DELETE_USER)?;
         self.remove_user(name).await
+    }
+
+    /// Deletes the connector's inline policy, unless a person turned it into a Deny (incident
+    /// response): that one stays, and `strip` fails the Delete naming it.
+    async fn delete_own_policy(&self, name: &str) -> Result<(), crate::ports::CallError> {
+        let iam = self.ports.iam();
+        match iam.get_inline_policy(name, INLINE_POLICY_NAME).await? {
+            Some(document) if denies(&document) => Ok(()),
+            Some(_) => iam.delete_inline_policy(name, INLINE_POLICY_NAME).await,
+            None => Ok(()),
+        }
     }
 
     /// `DeleteUser`; on IAM's `DeleteConflict`, what is usually attached is listed and removed
@@ -217,7 +227,8 @@ impl<P: Ports> Provisioner<'_, P> {
                     let document = iam.get_managed_policy(arn).await.in_step(steps::DELETE_USER)?;
                     document.is_some_and(|d| denies(&d))
                 }
-                Attachment::InlinePolicy(policy) if policy != INLINE_POLICY_NAME => {
+                // The connector's own policy too: a person may have turned it into a Deny.
+                Attachment::InlinePolicy(policy) => {
                     let document = iam.get_inline_policy(name, policy).await.in_step(steps::DELETE_USER)?;
                     document.is_some_and(|d| denies(&d))
                 }

@@ -61,11 +61,19 @@ impl<P: Ports> Provisioner<'_, P> {
             .cloned()
             .collect();
         // A boundary removed from the properties is left in place: dropping it would widen what
-        // the user may do, which a security tool must not do silently.
+        // the user may do, which a security tool must not do silently. One a person put in place
+        // of ours (a deny-all, in incident response) is never replaced: only a user with no
+        // boundary, or still under the one the previous properties named, gets the new one.
+        let previous = target.before.as_ref().and_then(|b| b.boundary.as_deref());
+        let ours = |found: Option<&str>| found.is_none() || found == previous;
         let boundary = target
             .boundary
             .as_deref()
             .filter(|b| user.boundary.as_deref() != Some(*b));
+        if boundary.is_some() && !ours(user.boundary.as_deref()) {
+            tracing::warn!(user = %name, "the user's permissions boundary was changed by a person: left as it is");
+        }
+        let boundary = boundary.filter(|_| ours(user.boundary.as_deref()));
         futures::try_join!(
             async {
                 if changed {

@@ -231,3 +231,51 @@ async fn once_seen_in_use_a_key_stays_connected_in_the_reports_of_later_requests
         Fleet::Connected
     );
 }
+
+#[tokio::test]
+async fn a_deny_put_into_the_connectors_own_policy_or_boundary_is_never_undone() {
+    let w = World::new();
+    created(&w).await;
+    let own = crate::provision::INLINE_POLICY_NAME;
+    let deny = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}"#;
+    let deny_all = "arn:aws:iam::123456789012:policy/deny-all-boundary";
+    w.iam.with(USER, |u| {
+        u.inline.insert(own.to_owned(), deny.to_owned());
+        u.boundary = Some(deny_all.to_owned());
+    });
+    let updated = update(&w, "r-up", &base(), &with(json!({"KeyVersion": "2"}))).await;
+    assert_eq!(updated.status, Status::Success, "{}", updated.reason);
+    let user = w.iam.user(USER).unwrap();
+    assert_eq!(user.inline.get(own).map(String::as_str), Some(deny), "the Deny stays");
+    assert_eq!(
+        user.boundary.as_deref(),
+        Some(deny_all),
+        "the responder's boundary stays"
+    );
+    let checked = w.check().await.unwrap();
+    assert_eq!(
+        checked["Quarantined"],
+        json!([format!("inline policy {own}")]),
+        "{checked}"
+    );
+    let deleted = w
+        .handle(event(
+            STACK,
+            "Delete",
+            "r-del",
+            Some(PHYSICAL),
+            &with(json!({"KeyVersion": "2"})),
+            None,
+        ))
+        .await;
+    assert_eq!(deleted.status, Status::Failed);
+    assert!(
+        deleted.reason.contains(&format!("inline policy {own}")),
+        "{}",
+        deleted.reason
+    );
+    assert_eq!(
+        w.iam.user(USER).unwrap().inline.get(own).map(String::as_str),
+        Some(deny)
+    );
+}

@@ -319,7 +319,11 @@ async fn a_released_leftover_is_force_deleted_and_replaced_never_restored() {
         "a new secret: none of the leftover's versions"
     );
     assert_eq!(secret.tags.get(TAG_STACK_ID).map(String::as_str), Some(STACK));
-    assert!(!secret.tags.contains_key(TAG_RELEASED));
+    assert_eq!(
+        secret.tags.get(TAG_RELEASED).map(String::as_str),
+        Some("false"),
+        "claimed"
+    );
     assert_eq!(w.stored(SECRET).unwrap().access_key_id, done.access_key_id);
     assert!(!w.faults.log().contains(&"secretsmanager:RestoreSecret"));
 }
@@ -479,6 +483,8 @@ async fn a_clean_delete_lists_only_what_iam_says_is_left() {
             "iam:DeleteUser",
             "iam:DeleteUserPolicy",
             "iam:GetUser",
+            // The connector's own policy is read first: one a person turned into a Deny stays.
+            "iam:GetUserPolicy",
             "iam:ListAccessKeys",
             "secretsmanager:DeleteSecret",
             "secretsmanager:DescribeSecret",
