@@ -9,22 +9,27 @@ the keys that wait to be pasted into the portal. docs/fleet.md is the full story
 status: every connector of every account — the union of the StackSet's stack instances
 (cloudformation:ListStackInstances, in every region, with --call-as as in rollout.py) and the
 connectors that reported in the last 48 hours (logs:FilterLogEvents on the fleet's log group, every
-page) — one row per connector stack (account, region, stack id), worst status first. A report's
-account and region are its envelope's, which EventBridge sets from the sender's credentials; a
-`detail` never names the account. The summary counts each account once, by the worst status of
-its connectors. Silent is never reported: a connector whose last report is older than 26 hours
-is Silent (the daily key check is the heartbeat), and so is a stack instance with no report in
-the 48 hours read (its note says so: never reported, or silent for longer). A Deleted connector
-stays Deleted. A table by default; --json and --csv give every field (a key's id, never its secret
-half).
+page) — one row per connector (account, region, stack id, physical id), worst status first. A
+report's account and region are its envelope's, which EventBridge sets from the sender's
+credentials; a `detail` never names the account. A stack's Deleted row is folded away while the
+stack has a live one (CloudFormation deletes the old physical id after a replacement); a report
+naming no physical id, and the stack instance, belong to the stack's live row. The summary counts
+each account once, by the worst status of its connectors (Deleted only if all are). Silent is never
+reported: a connector whose last report is older than 26 hours is Silent (the daily key check is
+the heartbeat), and so is a stack instance with no report in the 48 hours read (its note says so:
+never reported, or silent for longer). A Deleted connector stays Deleted. A table by default;
+--json and --csv give every field (a key's id, never its secret half). What reaches the terminal
+is stripped of control characters and escape sequences (a report is written by its account's
+administrators); --csv neutralises a cell a spreadsheet would take for a formula.
 
 paste: for each connector PendingPortal or PasteOverdue (oldest first), one at a time: assumes the
 opt-in reader role in that account (role/cloud-app-security-connector/cloud-app-security-connector-reader),
 reads the secret the report names at AWSCURRENT (secretsmanager:GetSecretValue; older versions hold
-older keys), shows the key's two fields and the portal link, waits for Enter, clears the screen,
-then the next. The key is never written to a file, a log or any other output: the command refuses
-to run unless standard output and standard input are a terminal. An account whose role or secret
-cannot be read is skipped with the AWS error code (never the secret's text).
+older keys), shows the key's two fields and the portal link (its own, never a report's), waits for
+Enter, clears the screen, then the next. The key is never written to a file, a log or any other
+output: the command refuses to run unless standard output and standard input are a terminal. An
+account whose role or secret cannot be read is skipped with the AWS error code (never the secret's
+text).
 
 Credentials: the ones in the environment, for the fleet's account (the log group) and the
 reader roles; the StackSet is read with them too, or with --stack-set-profile (a profile of the
@@ -37,6 +42,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 
 import rollout  # scripts/ is on the path (this script's own directory): paged(), error_code()
@@ -60,14 +66,49 @@ PENDING = ("PasteOverdue", "PendingPortal")
 SILENT_AFTER = datetime.timedelta(hours=26)
 WINDOW = datetime.timedelta(hours=48)
 DEFAULT_LOG_GROUP = "/aws/events/cloud-app-security-connector-fleet"
+# Where a key is pasted: the connector's own PORTAL_URL (src/cloud_app_security/mod.rs). `paste`
+# shows this one, never a report's portalUrl: a member account's administrators can send any report.
+PORTAL_URL = "https://security.microsoft.com/cloudapps/app-connectors"
 # The opt-in role each account may have for `paste` (the connector template creates it).
 READER_ROLE_PATH = "/cloud-app-security-connector/"
 READER_ROLE_NAME = "cloud-app-security-connector-reader"
 # What --json and --csv give for each connector, in this order.
 FIELDS = ("account", "region", "status", "reportedStatus", "connectorName", "mode", "accessKeyId", "keyCreatedAt",
           "keyAgeDays", "awaitingPasteSince", "lastSeenUsed", "verified", "lastError", "lastReport", "trigger",
-          "release", "stackId", "stackInstance", "secretArn", "portalUrl", "note")
+          "release", "stackId", "physicalId", "stackInstance", "secretArn", "portalUrl", "note")
 CLEAR_SCREEN = "\033[H\033[2J\033[3J"  # home, clear, and clear the scrollback
+# What a terminal would act on instead of showing, in a report's text: whole escape sequences
+# (CSI: colours, cursor moves, erasing; OSC, DCS, SOS, PM, APC up to their terminator: a link, a
+# window title; any other ESC sequence), in their 7-bit and 8-bit (C1) forms; then every other C0
+# and C1 control and DEL, and the Unicode controls that reorder a line (bidi embeddings, overrides,
+# isolates, marks). Line breaks and tabs become a space.
+ESCAPE_SEQUENCE = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+                             r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+                             r"|\x1b[ -/]*[0-~]")
+BREAK = re.compile("[\t\n\v\f\r\x85\u2028\u2029]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# A CSV cell a spreadsheet would take for a formula (OWASP, CSV injection): these first characters.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def printable(value):
+    """A value as text safe for a terminal: nothing in it is acted on (ESCAPE_SEQUENCE, CONTROL)."""
+    text = "" if value is None else str(value)
+    return CONTROL.sub("", BREAK.sub(" ", ESCAPE_SEQUENCE.sub("", text)))
+
+
+def say(text="", out=None, end="\n", flush=False):
+    """Prints one line to the terminal (or `out`), stripped by printable()."""
+    print(printable(text), file=sys.stdout if out is None else out, end=end, flush=flush)
+
+
+def csv_cell(value):
+    """A value as a CSV cell: text that starts like a formula gets a leading single quote (numbers,
+    booleans and empty cells are data as they are; a list or an object is written as JSON)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def usage_error(message):
@@ -213,28 +254,57 @@ def parse_report(log_event):
 
 
 def report_key(report):
-    """A connector: its account (the envelope's), its stack, and the stack's region (from the
-    stack's ARN: the envelope's region is the bus's when a connector reports across regions; the
-    envelope's when the report names no stack)."""
+    """A connector: its account (the envelope's), the stack's region (from the stack's ARN: the
+    envelope's region is the bus's when a connector reports across regions; the envelope's when the
+    report names no stack), its stack, and its resource's physical id (None when the report names
+    none). A stack holds one connector at a time, but a replacement (a new UserName or UserPath)
+    makes a new physical id, and CloudFormation then deletes the old one: that Delete reports
+    Deleted for the same stack while the connector lives on under the new id."""
     stack_id = str(report["detail"].get("stackId") or "")
     parts = stack_id.split(":")
     region = parts[3] if len(parts) > 5 and parts[0] == "arn" and parts[3] else report["region"]
-    return report["account"], region, stack_id
+    physical_id = report["detail"].get("physicalId")
+    return report["account"], region, stack_id, str(physical_id) if physical_id else None
+
+
+def order(report):
+    """Reports by when they were made; in the same second, by the connector's own reportedAt."""
+    return report["time"], str(report["detail"].get("reportedAt") or "")
+
+
+def deleted(report):
+    return report["detail"].get("status") == "Deleted"
+
+
+def keep_latest(latest, key, report):
+    if key not in latest or order(report) >= order(latest[key]):
+        latest[key] = report
 
 
 def latest_reports(log_events_):
-    """{(account, region, stack id): the latest report}, and how many log events were not reports.
-    Reports made in the same second are ordered by the connector's own reportedAt."""
-    latest, ignored = {}, 0
+    """{(account, region, stack id, physical id): the latest report}, and how many log events were
+    not reports. A report naming no physical id belongs to its stack's live resource: the one with
+    the newest report that is not Deleted, else the one with the newest report, else a row of its
+    own (physical id None)."""
+    latest, live, unnamed, ignored = {}, {}, [], 0
     for log_event in log_events_:
         report = parse_report(log_event)
         if report is None:
             ignored += 1
             continue
         key = report_key(report)
-        order = (report["time"], str(report["detail"].get("reportedAt") or ""))
-        if key not in latest or order >= (latest[key]["time"], str(latest[key]["detail"].get("reportedAt") or "")):
-            latest[key] = report
+        if key[3] is None:
+            unnamed.append((key, report))
+            continue
+        keep_latest(latest, key, report)
+        if not deleted(report):
+            keep_latest(live, key[:3], report)
+    newest = {}
+    for key, report in latest.items() if unnamed else ():
+        keep_latest(newest, key[:3], report)
+    for key, report in unnamed:
+        home = live.get(key[:3]) or newest.get(key[:3])
+        keep_latest(latest, report_key(home) if home else key, report)
     return latest, ignored
 
 
@@ -261,7 +331,7 @@ def note_for(row, report, instance, now):
     elif row["status"] not in STATUSES:
         notes.append("not a status this fleet.py knows (a newer connector release?)")
     if row["lastError"]:
-        notes.append(row["lastError"])
+        notes.append(str(row["lastError"]))
     return "; ".join(notes)
 
 
@@ -270,7 +340,7 @@ def connector_row(key, report, instance, now):
     detail = report["detail"] if report else {}
     created = parse_time(detail.get("keyCreatedAt"))
     row = {
-        "account": key[0], "region": key[1], "stackId": key[2],
+        "account": key[0], "region": key[1], "stackId": key[2], "physicalId": key[3],
         "status": status_of(report, now) if report else "Silent",
         "reportedStatus": detail.get("status"), "connectorName": detail.get("connectorName"),
         "mode": detail.get("mode"), "accessKeyId": detail.get("accessKeyId"), "keyCreatedAt": iso(created),
@@ -291,19 +361,38 @@ def rank(status):
     return order.index(status) if status in order else len(order)
 
 
+def stack_rows(stack, keys, latest, instance, now):
+    """A stack's rows: each live resource (its latest report not Deleted); without one, only its
+    newest Deleted resource (a replaced resource's Deleted is folded away: the connector lives on
+    under its new physical id); without reports, the stack instance's row (physical id None). The
+    stack instance goes with the live resource reported last."""
+    live = sorted((k for k in keys if not deleted(latest[k])), key=lambda k: order(latest[k]), reverse=True)
+    shown = live or sorted(keys, key=lambda k: order(latest[k]), reverse=True)[:1] or [(*stack, None)]
+    return [connector_row(k, latest.get(k), instance if k == shown[0] else None, now) for k in shown]
+
+
 def fleet_rows(latest, instances, now):
     """The union of the reports and the stack instances, one row per connector, worst first."""
-    by_key = {(i["account"], i["region"], i["stackId"]): i for i in instances}
-    rows = [connector_row(key, latest.get(key), by_key.get(key), now) for key in set(latest) | set(by_key)]
-    return sorted(rows, key=lambda r: (rank(r["status"]), r["account"], r["region"], r["connectorName"] or "",
-                                       r["stackId"]))
+    instance_of = {(i["account"], i["region"], i["stackId"]): i for i in instances}
+    stacks = {stack: [] for stack in instance_of}
+    for key in latest:
+        stacks.setdefault(key[:3], []).append(key)
+    rows = [row for stack, keys in stacks.items()
+            for row in stack_rows(stack, keys, latest, instance_of.get(stack), now)]
+    return sorted(rows, key=lambda r: (rank(r["status"]), r["account"], r["region"], str(r["connectorName"] or ""),
+                                       r["stackId"], r["physicalId"] or ""))
 
 
 def accounts_by_status(rows):
-    """{status: accounts}, each account counted once by its worst connector."""
+    """{status: accounts}, each account counted once by its worst connector; Deleted only when every
+    connector of the account is (a Deleted row never stands for an account that has a live one,
+    whatever that one's status, a status this fleet.py does not know included)."""
+    def standing(status):  # the lower, the more it says about the account
+        return status == "Deleted", rank(status)
+
     worst = {}
     for row in rows:
-        if row["account"] not in worst or rank(row["status"]) < rank(worst[row["account"]]):
+        if row["account"] not in worst or standing(row["status"]) < standing(worst[row["account"]]):
             worst[row["account"]] = row["status"]
     counts = {}
     for status in worst.values():
@@ -326,17 +415,21 @@ def read_fleet(session, now):
     rows = fleet_rows(latest, instances, now)
     if args.account:
         rows = [r for r in rows if r["account"] in args.account]
-    return rows, {"reports": len(latest), "ignored": ignored, "instances": len(instances)}
+    return rows, {"ignored": ignored, "instances": len(instances)}
 
 
 # --- status ----------------------------------------------------------------------------------------
 
 def table_cells(row, now):
+    """A row's cells, each printable() (widths are counted on what the terminal shows)."""
     last = parse_time(row["lastReport"])
-    note = row["note"] if len(row["note"]) <= 70 else row["note"][:69] + "…"
-    return [row["account"], row["region"], row["status"], row["connectorName"] or "",
-            "" if row["keyAgeDays"] is None else f"{row['keyAgeDays']} d", short(parse_time(row["awaitingPasteSince"])),
-            short(parse_time(row["lastSeenUsed"])), ago(last, now) if last else "none", note]
+    note = printable(row["note"])
+    note = note if len(note) <= 70 else note[:69] + "…"
+    cells = [row["account"], row["region"], row["status"], row["connectorName"],
+             "" if row["keyAgeDays"] is None else f"{row['keyAgeDays']} d",
+             short(parse_time(row["awaitingPasteSince"])), short(parse_time(row["lastSeenUsed"])),
+             ago(last, now) if last else "none", note]
+    return [printable(c) for c in cells]
 
 
 def print_table(rows, now, out):
@@ -345,24 +438,24 @@ def print_table(rows, now, out):
     cells = [header] + [table_cells(r, now) for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
     for line in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip(), file=out)
+        say("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip(), out)
 
 
 def print_summary(session, rows, facts, out):
     args = session.args
     accounts = len({r["account"] for r in rows})
+    reporting = sum(1 for r in rows if r["lastReport"])
     source = "no StackSet read" if args.no_stack_set else \
         f"StackSet {args.stack_set_name}: {facts['instances']} stack instances"
-    print(f"==> {accounts} accounts, {len(rows)} connectors ({facts['reports']} reporting in the last "
-          f"{WINDOW.total_seconds() / 3600:.0f} h to {args.log_group} in {args.region}; {source})", file=out)
+    say(f"==> {accounts} accounts, {len(rows)} connectors ({reporting} reporting in the last "
+        f"{WINDOW.total_seconds() / 3600:.0f} h to {args.log_group} in {args.region}; {source})", out)
     counts = accounts_by_status(rows)
-    print("    each account once, by its worst connector: "
-          + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none"), file=out)
+    say("    each account once, by its worst connector: "
+        + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none"), out)
     if facts["ignored"]:
         one = facts["ignored"] == 1
-        print(f"    {facts['ignored']} log event{'' if one else 's'} {'was' if one else 'were'} not "
-              f"{'a connector report' if one else 'connector reports'} and {'was' if one else 'were'} left out",
-              file=out)
+        say(f"    {facts['ignored']} log event{'' if one else 's'} {'was' if one else 'were'} not "
+            f"{'a connector report' if one else 'connector reports'} and {'was' if one else 'were'} left out", out)
 
 
 def status(session):
@@ -377,12 +470,12 @@ def status(session):
                    "connectors": [{f: r[f] for f in FIELDS} for r in rows]}, out, indent=2)
         print(file=out)
     elif session.args.csv:
-        writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({f: csv_cell(r[f]) for f in FIELDS} for r in rows)
     else:
         print_summary(session, rows, facts, out)
-        print(file=out)
+        say(out=out)
         print_table(rows, now, out)
 
 
@@ -434,7 +527,7 @@ def key_from(secret_string):
 def read_key(session, row):
     """The key at AWSCURRENT of the secret the connector reported, read through the account's
     reader role."""
-    arn = row["secretArn"] or ""
+    arn = row["secretArn"] if isinstance(row["secretArn"], str) else ""
     if len(arn.split(":")) < 7 or arn.split(":")[2] != "secretsmanager":
         raise PasteError("its report names no secret")
     role = reader_role_arn(row)
@@ -456,23 +549,27 @@ def require_terminal():
 
 
 def show_key(row, key, number, total):
+    """One account's page. The link is PORTAL_URL, never the report's portalUrl (a report is its
+    account's administrators' to write); every line is printable()."""
     since = short(parse_time(row["awaitingPasteSince"])) or "unknown"
-    print(f"==> {number}/{total}: account {row['account']} ({row['region']}), connector "
-          f"{row['connectorName'] or '?'}: {row['status']}, waiting since {since}")
-    print(f"    1. open {row['portalUrl'] or 'the Cloud App Security portal'}")
-    print("       (Settings, Cloud Apps, App Connectors, Connect an app, Amazon Web Services)")
-    print("    2. paste:")
-    print(f"       Access key ID      {key.access_key_id}")
-    print(f"       Secret access key  {key.secret_access_key}")
+    say(f"==> {number}/{total}: account {row['account']} ({row['region']}), connector "
+        f"{row['connectorName'] or '?'}: {row['status']}, waiting since {since}")
+    say(f"    1. open {PORTAL_URL}")
+    say("       (Settings, Cloud Apps, App Connectors, Connect an app, Amazon Web Services)")
+    if row["portalUrl"] not in (None, PORTAL_URL):
+        say("       (its report named another portal link: not shown, and not to be trusted)")
+    say("    2. paste:")
+    say(f"       Access key ID      {key.access_key_id}")
+    say(f"       Secret access key  {key.secret_access_key}")
     if row["accessKeyId"] and row["accessKeyId"] != key.access_key_id:
-        print(f"    the last report named key {row['accessKeyId']}: the key changed since; this is the current one")
+        say(f"    the last report named key {row['accessKeyId']}: the key changed since; this is the current one")
 
 
 def wait_for_enter(number, total):
     """True to go on; False at end of input or `q`."""
     last = number == total
-    print(f"    press Enter when pasted{'' if last else ' for the next account'} (q and Enter stops): ",
-          end="", flush=True)
+    say(f"    press Enter when pasted{'' if last else ' for the next account'} (q and Enter stops): ", end="",
+        flush=True)
     answer = sys.stdin.readline()
     sys.stdout.write(CLEAR_SCREEN)
     sys.stdout.flush()
@@ -489,16 +586,16 @@ def paste(session):
     pending = sorted((r for r in rows if r["status"] in PENDING),
                      key=lambda r: (rank(r["status"]), r["awaitingPasteSince"] or "", r["account"]))
     if not pending:
-        print("==> no connector waits for a paste")
+        say("==> no connector waits for a paste")
         return
-    print(f"==> {len(pending)} connector{'' if len(pending) == 1 else 's'} wait for a paste, one at a time; each "
-          "key shows until you press Enter, then the screen is cleared")
+    say(f"==> {len(pending)} connector{'' if len(pending) == 1 else 's'} wait for a paste, one at a time; each "
+        "key shows until you press Enter, then the screen is cleared")
     shown, skipped = 0, []
     for number, row in enumerate(pending, 1):
         try:
             key = read_key(session, row)
         except PasteError as error:
-            print(f"==> {number}/{len(pending)}: account {row['account']} ({row['region']}) skipped: {error}")
+            say(f"==> {number}/{len(pending)}: account {row['account']} ({row['region']}) skipped: {error}")
             skipped.append(row["account"])
             continue
         show_key(row, key, number, len(pending))
@@ -506,8 +603,8 @@ def paste(session):
         shown += 1
         if not wait_for_enter(number, len(pending)):
             break
-    print(f"==> {shown} key{'' if shown == 1 else 's'} shown" + (f"; skipped {', '.join(skipped)} (is the reader "
-          "role deployed there, and does it trust you?)" if skipped else ""))
+    say(f"==> {shown} key{'' if shown == 1 else 's'} shown" + (f"; skipped {', '.join(skipped)} (is the reader "
+        "role deployed there, and does it trust you?)" if skipped else ""))
 
 
 COMMANDS = {"status": status, "paste": paste}

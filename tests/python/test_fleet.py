@@ -24,6 +24,7 @@ Where moto departs from AWS, a stand-in does the hop, and says so:
 """
 
 import copy
+import csv
 import datetime
 import io
 import json
@@ -399,6 +400,191 @@ def test_a_report_with_another_source_or_detail_type_is_not_kept(org, capsys):
     assert [r["status"] for r in document["connectors"]] == ["Connected"]
 
 
+# --- one stack, several physical ids ---------------------------------------------------------------
+
+def log_event(account, report_detail, hours_ago, region="us-east-1"):
+    """A log event as the fleet's rule writes it (EventBridge's whole event), for the functions
+    that read the log group's events."""
+    event = {"version": "0", "source": fleet.SOURCE, "detail-type": fleet.DETAIL_TYPE, "account": account,
+             "region": region, "time": iso(at(hours_ago)), "detail": report_detail}
+    return {"message": json.dumps(event), "ingestionTime": fleet.millis(at(hours_ago))}
+
+
+def rows_of(events, instances=()):
+    latest, ignored = fleet.latest_reports(events)
+    assert ignored == 0
+    return fleet.fleet_rows(latest, list(instances), NOW)
+
+
+def user(account, path="cloud-app-security/"):
+    return f"arn:aws:iam::{account}:user/{path}CloudAppSecurity-aws-{account}"
+
+
+def test_a_replaced_physical_ids_deleted_leaves_the_live_connector_as_it_is(org, capsys):
+    """A new UserPath replaces the user: the Update answers a new physical id, then CloudFormation
+    deletes the old one, whose Delete reports Deleted for the same stack, and last."""
+    account = "300000000004"
+    stack = org.instance(account)
+    member = org.member(account)
+    old, new = user(account), user(account, "cloud-app-security/team/")
+    member.report(detail("Connected", stack, account, physicalId=old, lastSeenUsed=iso(at(12))), 10)
+    member.report(detail("PendingPortal", stack, account, physicalId=new, trigger="Update",
+                         awaitingPasteSince=iso(at(3)), keyCreatedAt=iso(at(3))), 3)
+    member.report(detail("Deleted", stack, account, physicalId=old, trigger="Delete"), 2.9)
+    document = status_json(org, capsys)
+    # The Deleted of the old id is folded away: the stack's one row is the live connector's, with
+    # the stack instance.
+    assert [(r["status"], r["physicalId"], r["stackId"], r["stackInstance"]) for r in document["connectors"]] == [
+        ("PendingPortal", new, stack, "CURRENT")]
+    assert document["accountsByStatus"] == {"PendingPortal": 1}
+    capsys.readouterr()
+    run(org, "status")
+    out = capsys.readouterr().out
+    assert "==> 1 accounts, 1 connectors (1 reporting in the last 48 h" in out
+    assert "each account once, by its worst connector: 1 PendingPortal" in out and "Deleted" not in out
+    # Then the whole stack goes: the live id's own Delete. One row, Deleted (the newest Deleted).
+    member.report(detail("Deleted", stack, account, physicalId=new, trigger="Delete"), 1)
+    document = status_json(org, capsys)
+    assert [(r["status"], r["physicalId"]) for r in document["connectors"]] == [("Deleted", new)]
+    assert document["accountsByStatus"] == {"Deleted": 1}
+
+
+def test_a_report_without_a_physical_id_belongs_to_the_stacks_live_row():
+    a = "300000000006"
+    replaced, gone, unnamed, twice = (stack_id(a, n) for n in ("replaced", "gone", "unnamed", "twice"))
+    old, new = user(a), user(a, "cloud-app-security/team/")
+    failed = "Rotation: CreateAccessKey failed: LimitExceeded (iam)"
+    events = [
+        # Replaced, then a rotation of the new id whose secret lost its physical-id tag fails: the
+        # live row (the newest report that is not Deleted) is the new id's, not the later Deleted.
+        log_event(a, detail("Connected", replaced, a, physicalId=old), 10),
+        log_event(a, detail("PendingPortal", replaced, a, physicalId=new, trigger="Update"), 3),
+        log_event(a, detail("Deleted", replaced, a, physicalId=old, trigger="Delete"), 2.9),
+        log_event(a, detail("Failing", replaced, a, physicalId=None, trigger="Rotation", lastError=failed), 1),
+        # A failure before the stack was deleted stays behind its Deleted.
+        log_event(a, detail("Connected", gone, a, physicalId=old), 10),
+        log_event(a, detail("Failing", gone, a, physicalId=None, lastError="boom"), 5),
+        log_event(a, detail("Deleted", gone, a, physicalId=old, trigger="Delete"), 1),
+        # No report of the stack names a physical id: a row of its own.
+        log_event(a, detail("Failing", unnamed, a, physicalId=None, trigger="Create", lastError="no"), 2),
+        # Replaced, then the whole stack deleted: one row, the newest Deleted.
+        log_event(a, detail("Deleted", twice, a, physicalId=old, trigger="Delete"), 40),
+        log_event(a, detail("Deleted", twice, a, physicalId=new, trigger="Delete"), 1),
+    ]
+    instance = {"account": a, "region": "us-east-1", "stackId": unnamed, "status": "CURRENT", "detail": "",
+                "reason": ""}
+    for order in (events, events[::-1]):  # whatever order the log group answers in
+        rows = {r["stackId"]: r for r in rows_of(order, [instance])}
+        assert {s: (r["status"], r["physicalId"]) for s, r in rows.items()} == {
+            replaced: ("Failing", new), gone: ("Deleted", old), unnamed: ("Failing", None), twice: ("Deleted", new)}
+        assert rows[replaced]["lastError"] == failed and rows[replaced]["note"] == failed
+        assert rows[unnamed]["stackInstance"] == "CURRENT" and rows[replaced]["stackInstance"] is None
+    # A stack instance goes with the stack's live row, never with a replaced id's Deleted.
+    instance = dict(instance, stackId=replaced)
+    rows = rows_of(events[:3], [instance])
+    assert [(r["status"], r["physicalId"], r["stackInstance"]) for r in rows] == [("PendingPortal", new, "CURRENT")]
+
+
+def test_each_account_counts_once_and_as_deleted_only_when_every_connector_is():
+    """An account that deleted one stack and runs another (a stack of its own after the StackSet's,
+    say) is its live connector's status, even one this fleet.py does not know (ranked after Deleted
+    in the table)."""
+    newer, connected, deleted = "300000000007", "300000000008", "300000000009"
+    events = []
+    for account, status in ((newer, "SomethingNew"), (connected, "Connected")):
+        events.append(log_event(account, detail("Deleted", stack_id(account, "old"), account, trigger="Delete"), 20))
+        events.append(log_event(account, detail(status, stack_id(account, "new"), account), 2))
+    events.append(log_event(deleted, detail("Deleted", stack_id(deleted, "old"), deleted, trigger="Delete"), 20))
+    rows = rows_of(events)
+    # The deleted stacks keep their rows (until their report is 48 hours old)...
+    assert sorted((r["account"], r["status"]) for r in rows) == sorted([
+        (newer, "Deleted"), (newer, "SomethingNew"), (connected, "Deleted"), (connected, "Connected"),
+        (deleted, "Deleted")])
+    # ...but count for no account that has a live one.
+    assert fleet.accounts_by_status(rows) == {"Connected": 1, "Deleted": 1, "SomethingNew": 1}
+
+
+# --- a forged report: nothing for the terminal to act on, nothing for a spreadsheet to run -----------
+
+# What a terminal acts on instead of showing (a line break ends each line printed).
+CONTROL_CHARS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("a\x1b[31mred\x1b[0m", "ared"),
+    ("\x1b]8;;https://evil.example/\x07Connected\x1b]8;;\x1b\\", "Connected"),  # a link (OSC 8)
+    ("\x1b]0;a title\x07ok", "ok"),
+    ("x\x9b2Jy\x9d0;title\x9c", "xy"),  # 8-bit CSI and OSC
+    ("\x1b[2J\x1b[H\x1bcreset", "reset"),
+    ("one\ntwo\rthree\tfour", "one two three four"),
+    ("\x00\x07\x08\x7f\x80\x8fa\u202eb\u2066c", "abc"),
+    ("a\x9fan APC string\x9cb", "ab"),
+    ("\x1b]8;;https://evil.example/ never terminated", ""),
+    ("plain – ünïcode …", "plain – ünïcode …"),
+    (None, ""),
+    (12, "12"),
+])
+def test_printable_strips_what_a_terminal_would_act_on(text, shown):
+    assert fleet.printable(text) == shown
+    assert not CONTROL_CHARS.search(fleet.printable(text))
+
+
+@pytest.mark.parametrize("value, cell", [
+    ('=HYPERLINK("https://evil.example","x")', '\'=HYPERLINK("https://evil.example","x")'),
+    ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\t=1", "'\t=1"), ("\r=1", "'\r=1"),
+    ("Connected", "Connected"), ("a=b", "a=b"), ("", ""), (None, None), (10, 10), (-3, -3), (True, True),
+    ({"a": "=b"}, '{"a": "=b"}'), (["=x"], '["=x"]'),
+])
+def test_a_csv_cell_that_starts_like_a_formula_is_quoted(value, cell):
+    assert fleet.csv_cell(value) == cell
+
+
+FORGED_ERROR = "\x1b]8;;https://evil.example/phish\x07Connected\x1b]8;;\x07\x1b[2J\x1b[1A\r\x9b31mok\u202e\nsecond line"
+FORMULA = '=HYPERLINK("https://evil.example/x","open me")'
+
+
+def forged(org):
+    """An account's administrators send what they like: escape sequences, a formula for a name."""
+    account = "300000000010"
+    member = org.member(account)
+    member.report(detail("Failing", stack_id(account, "cas"), account, name=FORMULA, lastError=FORGED_ERROR,
+                         portalUrl="https://evil.example/phish"), 1)
+    member.report(detail("Connected\x1b[8m", stack_id(account, "cas2"), account, name="aws\x1b[8mhidden\x1b[0m-x",
+                         physicalId=user(account), release="-2+3", trigger="@SUM(A1)"), 2)
+    return account
+
+
+def test_a_forged_report_reaches_the_terminal_without_control_characters(org, capsys):
+    forged(org)
+    capsys.readouterr()
+    run(org, "status", "--no-stack-set")
+    out = capsys.readouterr().out
+    assert not CONTROL_CHARS.search(out), repr(out)
+    assert "evil.example/phish" not in out, "neither the link in the error nor the report's portalUrl"
+    lines = out.splitlines()
+    assert len(lines) == 6, "each row on one line"  # the summary's two lines, a blank line, header, two rows
+    assert "Connected ok second line" in lines[4]  # the error's visible text, on the Failing row
+    assert "awshidden-x" in lines[5] and "Connected" in lines[5]
+    assert lines[3].index("STATUS") == lines[4].index("Failing") == lines[5].index("Connected"), "aligned"
+    # --json is data: as sent.
+    document = status_json(org, capsys, "--no-stack-set")
+    failing = document["connectors"][0]
+    assert failing["lastError"] == FORGED_ERROR and failing["connectorName"] == FORMULA
+
+
+def test_csv_neutralises_a_cell_a_spreadsheet_would_take_for_a_formula(org, capsys):
+    forged(org)
+    capsys.readouterr()
+    run(org, "status", "--no-stack-set", "--csv")
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["connectorName"] for r in rows] == ["'" + FORMULA, "aws\x1b[8mhidden\x1b[0m-x"]
+    assert (rows[1]["release"], rows[1]["trigger"]) == ("'-2+3", "'@SUM(A1)")
+    assert rows[0]["lastError"] == FORGED_ERROR, "not a formula: as sent"
+    assert (rows[1]["keyAgeDays"], rows[1]["verified"], rows[1]["awaitingPasteSince"]) == ("10", "True", ""), \
+        "numbers, booleans and empty cells as they are"
+    assert not [cell for r in rows for cell in r.values() if cell and cell[0] in "=+-@\t\r"]
+
+
 # --- never a key in --json or --csv ----------------------------------------------------------------
 
 def make_secret(member, name, current, previous, pending=None):
@@ -559,6 +745,34 @@ def test_a_secret_that_is_not_the_connectors_document_is_skipped_without_its_tex
         assert error.value.__cause__ is None and (error.value.__context__ is None or error.value.__suppress_context__)
     key = fleet.key_from(json.dumps({"AccessKeyId": "AKIAX", "SecretAccessKey": text}))
     assert text not in repr(key) and "AKIAX" in repr(key)
+
+
+def test_paste_shows_its_own_portal_link_never_the_reports(org, monkeypatch):
+    """A member account's administrators can send a report naming any portal link (a phishing page
+    beside a real key): paste shows the connector's own, and no escape sequence of the report."""
+    account = "400000000010"
+    member = org.member(account)
+    reader_role(member)
+    key = ("AKIAFORGEDPORTAL1", secret_key())
+    arn = make_secret(member, f"aws-{account}", key, ("AKIAPREVIOUS9", secret_key()))
+    member.report(detail("PendingPortal", stack_id(account, "cas"), account, secretArn=arn, accessKeyId=key[0],
+                         awaitingPasteSince=iso(at(2)), portalUrl="https://evil.example/phish",
+                         name="aws\x1b]8;;https://evil.example/x\x07-prod\x1b]8;;\x07\x1b[2J"))
+    terminal = at_terminal(monkeypatch)
+    run(org, "paste", "--no-stack-set")
+    screen = terminal.getvalue()
+    assert f"    1. open {fleet.PORTAL_URL}\n" in screen
+    assert "evil.example" not in screen
+    assert "its report named another portal link: not shown, and not to be trusted" in screen
+    assert "connector aws-prod: PendingPortal" in screen
+    assert f"       Secret access key  {key[1]}\n" in screen
+    assert not CONTROL_CHARS.search(screen.replace(fleet.CLEAR_SCREEN, "")), "only its own clear-screen"
+
+
+def test_the_portal_link_is_the_connectors_own():
+    with open(os.path.join(REPO, "src", "cloud_app_security", "mod.rs")) as f:
+        (url,) = re.findall(r'pub const PORTAL_URL: &str = "([^"]+)";', f.read())
+    assert fleet.PORTAL_URL == url
 
 
 # --- reading every page -----------------------------------------------------------------------------

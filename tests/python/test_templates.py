@@ -72,6 +72,9 @@ THROUGH_SECRETS_MANAGER = {
 UNCONDITIONED = None
 # Where no stack's tag is: a resource being created (IAM authorizes its tags before it exists).
 UNTAGGED = {"Null": {"aws:ResourceTag/cloud-app-security:stack-id": "true"}}
+# A secret is created without replicas: CreateSecret's secretsmanager:AddReplicaRegions is present
+# only when the request names replica regions (TagResource, in the same statement, never has it).
+UNTAGGED_NO_REPLICAS = {"Null": {**UNTAGGED["Null"], "secretsmanager:AddReplicaRegions": "true"}}
 # AWS's key quarantine policies (AWSCompromisedKeyQuarantine, …V2, …V3): never detached. Null: ArnNotLike
 # holds for a request without the key.
 NEVER_A_QUARANTINE = {
@@ -123,10 +126,10 @@ EXPECTED = {
     "iam:DetachUserPolicy": [(USER_PATH, {"StringEquals": RESOURCE_TAG, **NEVER_A_QUARANTINE})],
     **{f"secretsmanager:{a}": [(SECRETS, UNCONDITIONED)] for a in [
         "DescribeSecret", "GetResourcePolicy"]},
-    # Created, or tagged, with our tag only where no stack's tag is (a secret being created);
-    # re-tagged only where ours is. Never restored.
-    "secretsmanager:CreateSecret": [(SECRETS, {"StringEquals": REQUEST_TAG, **UNTAGGED})],
-    "secretsmanager:TagResource": [(SECRETS, {"StringEquals": REQUEST_TAG, **UNTAGGED}),
+    # Created (never with replicas), or tagged, with our tag only where no stack's tag is (a secret
+    # being created); re-tagged only where ours is. Never restored.
+    "secretsmanager:CreateSecret": [(SECRETS, {"StringEquals": REQUEST_TAG, **UNTAGGED_NO_REPLICAS})],
+    "secretsmanager:TagResource": [(SECRETS, {"StringEquals": REQUEST_TAG, **UNTAGGED_NO_REPLICAS}),
                                    (SECRETS, {"StringEquals": {**RESOURCE_TAG, **REQUEST_TAG}})],
     "secretsmanager:GetSecretValue": [(SECRETS, {"StringEquals": RESOURCE_TAG}),
                                       ({"Ref": "ApiCredentials"}, UNCONDITIONED)],
@@ -259,12 +262,22 @@ def test_no_if_exists_operator_and_no_condition_on_a_missing_key(template):
         for operator, block in statement.get("Condition", {}).items():
             assert "IfExists" not in operator, f"{statement['Sid']}: {operator}"
             # Null requires a key to be present ("false"); its absence ("true") is allowed only for
-            # the stack tag of a resource being created, beside the request tag it must carry.
+            # the stack tag of a resource being created, beside the request tag it must carry, and
+            # for CreateSecret's replica regions (a secret is never created with replicas), only in
+            # a statement that creates secrets: there the absence narrows the grant, never widens it.
             if operator == "Null":
                 absent = {k for k, v in block.items() if v == "true"}
-                assert absent <= {"aws:ResourceTag/cloud-app-security:stack-id"}, f"{statement['Sid']}: {block}"
-                assert not absent or statement["Condition"]["StringEquals"][
+                stack_tag, replicas = "aws:ResourceTag/cloud-app-security:stack-id", "secretsmanager:AddReplicaRegions"
+                assert absent <= {stack_tag, replicas}, f"{statement['Sid']}: {block}"
+                assert stack_tag not in absent or statement["Condition"]["StringEquals"][
                     "aws:RequestTag/cloud-app-security:stack-id"] == STACK_ID, statement["Sid"]
+                assert replicas not in absent or (
+                    "secretsmanager:CreateSecret" in actions(statement)
+                    and set(actions(statement)) <= {"secretsmanager:CreateSecret", "secretsmanager:TagResource"}), \
+                    f"{statement['Sid']}: {block}"
+        # Every grant of CreateSecret refuses replica regions.
+        if "secretsmanager:CreateSecret" in actions(statement):
+            assert statement["Condition"]["Null"]["secretsmanager:AddReplicaRegions"] == "true", statement["Sid"]
     # Nothing can remove a boundary, change group membership or touch roles, groups or policies.
     everything = {a for s in role_statements(template) for a in actions(s)}
     assert not everything & {"iam:DeleteUserPermissionsBoundary", "iam:RemoveUserFromGroup", "iam:AddUserToGroup",
