@@ -227,6 +227,7 @@ pub async fn run<P: Ports>(ports: &P, invocation: &Invocation<'_>, event: &Event
             },
         },
         stack_id: invocation.stack_id,
+        proven: std::sync::Mutex::default(),
     };
     let made = Made::default();
     let result = match event {
@@ -254,34 +255,40 @@ pub async fn run<P: Ports>(ports: &P, invocation: &Invocation<'_>, event: &Event
     if result.as_ref().is_err_and(|e| !e.refused()) {
         metrics::emit(event.secret_id(), &[(metrics::ROTATION_FAILED, 1)]);
     }
-    if let Some(report) = report(invocation, event, &result, crate::ports::Clock::now(ports.clock())) {
+    let proven = rotator
+        .proven
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(report) = report(
+        invocation,
+        event,
+        &result,
+        proven,
+        crate::ports::Clock::now(ports.clock()),
+    ) {
         Box::pin(crate::status::send(ports.status(), &report, invocation.guard_at)).await;
     }
     result.map(|(value, _)| value)
 }
 
-/// The status report of a step or check; none for an event refused as not this stack's.
+/// The status report of a step or check; none for a failure before the secret was proven this
+/// stack's connector (`proven`): the event may name any secret.
 fn report(
     invocation: &Invocation<'_>,
     event: &Event,
     result: &Result<(Value, Snapshot), RotationError>,
+    proven: Option<Snapshot>,
     now: std::time::SystemTime,
 ) -> Option<Report> {
     let trigger = match event {
         Event::Rotation(_) => Trigger::Rotation,
         Event::Check(_) => Trigger::Check,
     };
-    let (snapshot, error) = match result {
-        Ok((_, snapshot)) => (snapshot.clone(), None),
-        Err(e) if e.refused() => return None,
-        Err(e) => {
-            let snapshot = Snapshot {
-                stack_id: invocation.stack_id.unwrap_or_default().to_owned(),
-                secret_arn: Some(event.secret_id().to_owned()),
-                ..Snapshot::default()
-            };
-            (snapshot, Some(e.to_string()))
-        }
+    let (snapshot, error) = match (result, proven) {
+        (Ok((_, snapshot)), _) => (snapshot.clone(), None),
+        (Err(e), Some(snapshot)) if !e.refused() => (snapshot, Some(e.to_string())),
+        (Err(_), _) => return None,
     };
     let outcome = error.as_deref().map_or(Ok(()), Err);
     Some(Report::new(trigger, snapshot, outcome, invocation.paste_overdue, now))
@@ -347,6 +354,10 @@ pub struct Rotator<'a, P> {
     pub provisioner: Provisioner<'a, P>,
     /// The only stack whose secrets this function acts on (`None`: local runs).
     pub stack_id: Option<&'a str>,
+    /// The connector, once [`Rotator::owned`] proved the secret is this stack's: a failure
+    /// after that is reported as the connector's; one before it (any secret id anyone sends)
+    /// is reported as nobody's.
+    pub proven: std::sync::Mutex<Option<Snapshot>>,
 }
 
 impl<P: Ports> Rotator<'_, P> {
@@ -469,7 +480,11 @@ impl<P: Ports> Rotator<'_, P> {
             reason,
         };
         match self.provisioner.ports.probe().identity(&current.doc).await {
-            Ok(arn) if arn == *physical_id => Ok((info, current)),
+            Ok(arn) if arn == *physical_id => {
+                let proven = snapshot(&info, &current);
+                *self.proven.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(proven);
+                Ok((info, current))
+            }
             Ok(arn) => Err(unproven(format!("it signs as {arn}"))),
             Err(e) => match self.deactivated(&current).await {
                 true => Err(RotationError::Deactivated {

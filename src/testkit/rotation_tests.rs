@@ -616,3 +616,19 @@ async fn a_rotation_issues_no_key_for_a_secret_someone_moved_to_another_kms_key(
     assert!(err.contains(&format!("is encrypted with KMS key {theirs}")), "{err}");
     assert_eq!(w.iam.user(USER).unwrap().keys.len(), keys, "no key issued");
 }
+
+#[tokio::test]
+async fn a_check_of_a_secret_not_proven_the_connectors_reports_nothing() {
+    let w = World::new();
+    w.connector(json!({})).await;
+    for secret_id in [
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:cloud-app-security/nope-AbCdEf",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf",
+    ] {
+        let check = crate::rotation::CheckRequest {
+            secret_id: secret_id.to_owned(),
+        };
+        assert!(w.other_event(&crate::rotation::Event::Check(check)).await.is_err());
+    }
+    assert!(w.status.reports().is_empty(), "{:?}", w.status.reports());
+}
