@@ -6,12 +6,14 @@ fleet's table. Prints the figure; not a timed test (issue 20 asks for 1,000 acco
   .venv/bin/python bench/fleet_status.py --accounts 12 --show  a dozen, and the table itself
 
 The organization, made once before the runs (not measured): deploy/fleet.yaml deployed by moto's
-CloudFormation (the log group), one StackSet with a stack instance per account, and each account's
-reports written into the log group as EventBridge's CloudWatch Logs target writes them (the whole
-event, one log stream each) — 3 reports an account by default, over the 48 hours (a request and
-two daily checks). The accounts spread over every status: most Connected or Registered, some
-PendingPortal, PasteOverdue, KeyNotVerified, Failing, Deleted, some whose last report is 30 hours
-old (Silent), and some stack instances that never reported (Silent too).
+CloudFormation (the log group), one StackSet with a stack instance per account (but the Deleted
+ones: removed from the StackSet), and each account's reports written into the log group as
+EventBridge's CloudWatch Logs target writes them (the whole event, compact JSON, one log stream
+each), their details as the connector sends them — 3 reports an account by default, over the 48
+hours (a request and two daily checks; a Deleted account's one). The accounts spread over every
+status: most Connected or Registered, some PendingPortal, PasteOverdue, KeyNotVerified, Failing,
+Deleted, some whose last report is 30 hours old (Silent), and some stack instances that never
+reported (Silent too).
 
 A run is `fleet.py status` in this process (stdout to a buffer), from its first AWS call to its
 last line: ListStackInstances (moto answers every instance in one page; CloudFormation in pages of
@@ -96,25 +98,34 @@ def state_of(n):
 
 
 def whole_event(account, stack_id, status, hours_ago, now):
-    """A report as the Logs target writes it: EventBridge's whole event, the envelope included."""
+    """A report as the Logs target writes it: EventBridge's whole event, the envelope included. The
+    detail as the connector sends it: a key waiting for its paste (portal mode, never seen in use)
+    carries awaitingPasteSince, its creation for a first key; Connected carries when the key was seen
+    in use; a Delete answers no attributes, so its report names the stack and the resource only."""
     sent = now - datetime.timedelta(hours=hours_ago)
     portal = status != "Registered"
     name = f"aws-{account}"
+    age = {"PendingPortal": 2, "PasteOverdue": 9, "KeyNotVerified": 2}.get(status, 40)
+    created = now - datetime.timedelta(days=age)
+    seen = status in ("Connected", "Failing")
+    waiting = portal and not seen and status != "Deleted"
     detail = {
-        "schemaVersion": 1, "status": status, "trigger": "Check", "connectorName": name, "stackId": stack_id,
-        "logicalId": "Connector",
+        "schemaVersion": 1, "status": status, "trigger": "Delete" if status == "Deleted" else "Check",
+        "connectorName": name, "stackId": stack_id, "logicalId": "Connector",
         "physicalId": f"arn:aws:iam::{account}:user/cloud-app-security/CloudAppSecurity-{name}",
         "secretArn": f"arn:aws:secretsmanager:{REGION}:{account}:secret:cloud-app-security/{name}-AbCdEf",
-        "portalUrl": "https://security.microsoft.com/cloudapps/app-connectors" if portal else None,
-        "mode": "portal" if portal else "callback", "accessKeyId": f"AKIA{account}ABCD",
-        "keyCreatedAt": fleet.iso(now - datetime.timedelta(days=40)),
-        "awaitingPasteSince": fleet.iso(now - datetime.timedelta(days=9)) if status in fleet.PENDING else None,
-        "lastSeenUsed": fleet.iso(sent - datetime.timedelta(hours=3)) if status == "Connected" else None,
+        "portalUrl": "https://security.microsoft.com/cloudapps/app-connectors",
+        "mode": "portal" if portal else "callback",
+        "accessKeyId": f"AKIA{account}ABCD", "keyCreatedAt": fleet.iso(created),
+        "awaitingPasteSince": fleet.iso(created) if waiting else None,
+        "lastSeenUsed": fleet.iso(sent - datetime.timedelta(hours=3)) if seen else None,
         "verified": status != "KeyNotVerified", "lastError": "Check: GetAccessKeyLastUsed failed: Throttling (iam)"
         if status == "Failing" else None, "release": "0.4.0", "reportedAt": fleet.iso(sent)}
+    if status == "Deleted":
+        detail.update(connectorName=None, secretArn=None, accessKeyId=None, keyCreatedAt=None)
     event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": fleet.DETAIL_TYPE, "source": fleet.SOURCE,
              "account": account, "time": fleet.iso(sent), "region": REGION, "resources": [], "detail": detail}
-    return fleet.millis(sent), json.dumps(event)
+    return fleet.millis(sent), json.dumps(event, separators=(",", ":"))
 
 
 def reports_of(account, stack_id, state, per_account, now):
@@ -124,8 +135,7 @@ def reports_of(account, stack_id, state, per_account, now):
     if state == "Silent":
         return [whole_event(account, stack_id, "Connected", 30, now)]
     hours = [1 + i * 46 / max(per_account - 1, 1) for i in range(per_account)]
-    reports = [whole_event(account, stack_id, "PendingPortal" if h == max(hours) and state == "Connected" else state,
-                           h, now) for h in sorted(hours, reverse=True)]
+    reports = [whole_event(account, stack_id, state, h, now) for h in sorted(hours, reverse=True)]
     return reports[-1:] if state == "Deleted" else reports
 
 
@@ -140,8 +150,13 @@ def make_organization(endpoint, accounts, per_account):
     cfn.create_stack_set(StackSetName=STACK_SET, TemplateBody=json.dumps(
         {"Resources": {"Marker": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}))
     ids = [f"{300000000000 + n}" for n in range(accounts)]
-    cfn.create_stack_instances(StackSetName=STACK_SET, Accounts=ids, Regions=[REGION])
+    # A Deleted account was removed from the StackSet: its instance is gone, its last report stays.
+    removed = {a: f"arn:aws:cloudformation:{REGION}:{a}:stack/StackSet-{STACK_SET}-{uuid.uuid4()}/{uuid.uuid4()}"
+               for n, a in enumerate(ids) if state_of(n) == "Deleted"}
+    cfn.create_stack_instances(StackSetName=STACK_SET, Accounts=[a for a in ids if a not in removed],
+                               Regions=[REGION])
     stacks = {i["Account"]: i["StackId"] for i in cfn.list_stack_instances(StackSetName=STACK_SET)["Summaries"]}
+    stacks.update(removed)
     now = datetime.datetime.now(datetime.timezone.utc)
     events = [e for n, a in enumerate(ids) for e in reports_of(a, stacks[a], state_of(n), per_account, now)]
     local = threading.local()
@@ -156,7 +171,7 @@ def make_organization(endpoint, accounts, per_account):
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(write, events))
-    return len(events)
+    return len(events), accounts - len(removed)
 
 
 def one_run(endpoint):
@@ -182,7 +197,7 @@ def main():
     try:
         pin_stack_ids()
         started = time.perf_counter()
-        reports = make_organization(endpoint, args.accounts, args.reports_per_account)
+        reports, instances = make_organization(endpoint, args.accounts, args.reports_per_account)
         setup = time.perf_counter() - started
         times, out = [], ""
         for _ in range(args.runs):
@@ -195,7 +210,7 @@ def main():
     import moto
     print(f"Machine: {machine()}")
     print(f"Versions: Python {sys.version.split()[0]}, boto3 {boto3.__version__}, moto {moto.__version__} (server)")
-    print(f"Organization: {args.accounts} accounts, {args.accounts} stack instances, {reports} reports in the log "
+    print(f"Organization: {args.accounts} accounts, {instances} stack instances, {reports} reports in the log "
           f"group (one log stream each); made in {setup:.1f} s (not measured)")
     print(f"fleet.py status, {args.runs} run{'' if args.runs == 1 else 's'}: median {statistics.median(times):.2f} s "
           f"({', '.join(f'{t:.2f}' for t in times)}); target at 1,000 accounts: within 10 s")

@@ -3,21 +3,25 @@ send to the fleet's event bus (deploy/fleet.yaml keeps them in CloudWatch Logs),
 the keys that wait to be pasted into the portal. docs/fleet.md is the full story.
 
   fleet.py status --region R [--log-group G] [--json | --csv] [--status S ...] [--account A ...]
-                  [--stack-set-name N] [--call-as SELF|DELEGATED_ADMIN] [--stack-set-profile P | --no-stack-set]
+                  [--stack-set-name N] [--stack-set-region R2] [--call-as SELF|DELEGATED_ADMIN]
+                  [--stack-set-profile P | --no-stack-set]
   fleet.py paste  --region R [--log-group G] [--account A ...] [StackSet options as above]
 
 status: every connector of every account — the union of the StackSet's stack instances
 (cloudformation:ListStackInstances, in every region, with --call-as as in rollout.py) and the
 connectors that reported in the last 48 hours (logs:FilterLogEvents on the fleet's log group, every
-page) — one row per connector (account, region, stack id, physical id), worst status first. A
-report's account and region are its envelope's, which EventBridge sets from the sender's
-credentials; a `detail` never names the account. A stack's Deleted row is folded away while the
-stack has a live one (CloudFormation deletes the old physical id after a replacement); a report
-naming no physical id, and the stack instance, belong to the stack's live row. The summary counts
+page; the StackSet is read in --stack-set-region when it lives in another region than the bus) — one
+row per connector (account, region, stack id, physical id), worst status first. A report's account
+and region are its envelope's, which EventBridge sets from the sender's credentials; a `detail`
+never names the account. A stack's Deleted row is folded away while the stack has a live one
+(CloudFormation deletes the old physical id after a replacement); a report naming no physical id,
+and the stack instance, belong to the stack's live row. The summary counts
 each account once, by the worst status of its connectors (Deleted only if all are). Silent is never
 reported: a connector whose last report is older than 26 hours is Silent (the daily key check is
 the heartbeat), and so is a stack instance with no report in the 48 hours read (its note says so:
-never reported, or silent for longer). A Deleted connector stays Deleted. A table by default;
+never reported, or silent for longer). A Deleted connector stays Deleted, unless its stack instance
+is still there: then the row shows the instance, Failing when the StackSet says it failed there (a
+failed Create rolls back, and the rollback's Delete reports Deleted). A table by default;
 --json and --csv give every field (a key's id, never its secret half). What reaches the terminal
 is stripped of control characters and escape sequences (a report is written by its account's
 administrators); --csv neutralises a cell a spreadsheet would take for a formula.
@@ -63,6 +67,9 @@ STATUSES = {
     "Deleted": "the connector's stack was deleted (its last report)",
 }
 PENDING = ("PasteOverdue", "PendingPortal")
+# A stack instance whose last StackSet operation failed in its account (ListStackInstances' Status).
+INSTANCE_FAILED = ("OUTDATED", "INOPERABLE")
+INSTANCE_UNDER_WAY = ("PENDING", "RUNNING")
 SILENT_AFTER = datetime.timedelta(hours=26)
 WINDOW = datetime.timedelta(hours=48)
 DEFAULT_LOG_GROUP = "/aws/events/cloud-app-security-connector-fleet"
@@ -118,13 +125,16 @@ def usage_error(message):
 
 def parse_args(argv):
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--region", required=True, help="the region of the fleet's log group (and of the StackSet)")
+    common.add_argument("--region", required=True,
+                        help="the region of the fleet's log group (and of the StackSet, unless --stack-set-region)")
     common.add_argument("--log-group", default=DEFAULT_LOG_GROUP,
                         help=f"the fleet's log group (deploy/fleet.yaml's output LogGroupName; default "
                              f"{DEFAULT_LOG_GROUP})")
     common.add_argument("--account", action="append", default=[], help="only this account (repeatable)")
     common.add_argument("--stack-set-name", default=rollout.DEFAULT_STACK_SET_NAME)
-    common.add_argument("--stack-set-region", help="where the StackSet lives (default: --region)")
+    common.add_argument("--stack-set-region",
+                        help="the region the StackSet lives in, when the fleet's bus is in another one (default: "
+                             "--region)")
     common.add_argument("--call-as", choices=["SELF", "DELEGATED_ADMIN"], default="SELF",
                         help="SELF from the management account, DELEGATED_ADMIN from a delegated administrator")
     common.add_argument("--stack-set-profile", help="an AWS profile to read the StackSet with (default: the same "
@@ -222,8 +232,9 @@ def stack_instances(session):
         found = list(rollout.paged(cfn, "list_stack_instances", StackSetName=args.stack_set_name, CallAs=args.call_as))
     except Exception as error:  # noqa: BLE001 - sorted out below
         if rollout.error_code(error) == "StackSetNotFoundException":
-            sys.exit(f"no StackSet {args.stack_set_name} in {args.stack_set_region} (as {args.call_as}): name it "
-                     "with --stack-set-name, or pass --no-stack-set")
+            sys.exit(f"no StackSet {args.stack_set_name} in {args.stack_set_region} (as {args.call_as}): name the "
+                     "region it lives in with --stack-set-region (the fleet's bus may be in another region than the "
+                     "StackSet), its name with --stack-set-name, or pass --no-stack-set")
         raise
     return [{"account": i["Account"], "region": i["Region"], "stackId": i.get("StackId") or "",
              "status": i.get("Status", ""), "detail": (i.get("StackInstanceStatus") or {}).get("DetailedStatus", ""),
@@ -320,11 +331,31 @@ def status_of(report, now):
     return str(reported)
 
 
+def instance_text(instance):
+    """A stack instance as a person reads it: its status, its detailed status unless SUCCEEDED, its
+    StatusReason."""
+    detail = instance.get("detail") or ""
+    return f"stack instance {instance['status']}" + (f" ({detail})" if detail not in ("", "SUCCEEDED") else "") + \
+        (f": {instance['reason']}" if instance["reason"] else "")
+
+
+def instance_failed(instance):
+    """The StackSet's verdict on an instance: its last operation failed there (status OUTDATED or
+    INOPERABLE, or detailed status FAILED), and no operation is still under way there (detailed
+    status PENDING or RUNNING: a Create's rollback or a removal not finished yet)."""
+    detail = (instance or {}).get("detail") or ""
+    return bool(instance) and (detail == "FAILED" or instance["status"] in INSTANCE_FAILED
+                               and detail not in INSTANCE_UNDER_WAY)
+
+
 def note_for(row, report, instance, now):
     """What a person should know besides the status."""
     if report is None:
-        where = f"stack instance {instance['status']}" + (f": {instance['reason']}" if instance["reason"] else "")
-        return f"no report in {WINDOW.total_seconds() / 3600:.0f} h ({where})"
+        return f"no report in {WINDOW.total_seconds() / 3600:.0f} h ({instance_text(instance)})"
+    if deleted(report) and instance:
+        # The stack instance outlived its connector's Delete: a failed Create that rolled back (its
+        # rollback's Delete reported Deleted), or an instance being removed. The instance says which.
+        return "; ".join(str(n) for n in (instance_text(instance), row["lastError"]) if n)
     notes = []
     if row["status"] == "Silent":
         notes.append(f"last report {ago(report['time'], now)}: {row['reportedStatus']}")
@@ -341,7 +372,8 @@ def connector_row(key, report, instance, now):
     created = parse_time(detail.get("keyCreatedAt"))
     row = {
         "account": key[0], "region": key[1], "stackId": key[2], "physicalId": key[3],
-        "status": status_of(report, now) if report else "Silent",
+        "status": ("Failing" if instance_failed(instance) else "Deleted") if report and deleted(report) and instance
+        else status_of(report, now) if report else "Silent",
         "reportedStatus": detail.get("status"), "connectorName": detail.get("connectorName"),
         "mode": detail.get("mode"), "accessKeyId": detail.get("accessKeyId"), "keyCreatedAt": iso(created),
         "keyAgeDays": (now - created).days if created else None,
@@ -365,7 +397,9 @@ def stack_rows(stack, keys, latest, instance, now):
     """A stack's rows: each live resource (its latest report not Deleted); without one, only its
     newest Deleted resource (a replaced resource's Deleted is folded away: the connector lives on
     under its new physical id); without reports, the stack instance's row (physical id None). The
-    stack instance goes with the live resource reported last."""
+    stack instance goes with the live resource reported last. A Deleted row with a stack instance
+    shows the instance: Failing when the StackSet says it failed there (a failed Create rolls back,
+    and the rollback's Delete reports Deleted), else Deleted, the instance's status as its note."""
     live = sorted((k for k in keys if not deleted(latest[k])), key=lambda k: order(latest[k]), reverse=True)
     shown = live or sorted(keys, key=lambda k: order(latest[k]), reverse=True)[:1] or [(*stack, None)]
     return [connector_row(k, latest.get(k), instance if k == shown[0] else None, now) for k in shown]
@@ -377,6 +411,20 @@ def fleet_rows(latest, instances, now):
     stacks = {stack: [] for stack in instance_of}
     for key in latest:
         stacks.setdefault(key[:3], []).append(key)
+    # A failed stack instance with no report of its own (it names another stack than the one that
+    # reported, or none), in an account and region with a stack whose connectors all reported
+    # Deleted and that has no instance of its own (a failed Create, rolled back): it goes with the
+    # newest such stack, whose row then shows it, instead of a Silent row of its own.
+    gone = sorted((s_ for s_, keys in stacks.items() if keys and s_ not in instance_of
+                   and all(deleted(latest[k]) for k in keys)),
+                  key=lambda s_: max(order(latest[k]) for k in stacks[s_]), reverse=True)
+    for stack, instance in list(instance_of.items()):
+        if stacks[stack] or not instance_failed(instance):
+            continue
+        home = next((s_ for s_ in gone if s_[:2] == stack[:2] and s_ not in instance_of), None)
+        if home:
+            instance_of[home] = instance
+            del instance_of[stack], stacks[stack]
     rows = [row for stack, keys in stacks.items()
             for row in stack_rows(stack, keys, latest, instance_of.get(stack), now)]
     return sorted(rows, key=lambda r: (rank(r["status"]), r["account"], r["region"], str(r["connectorName"] or ""),

@@ -30,7 +30,8 @@ never taken from the command line and never printed: set them in the environment
 CAS_PARAMETER_<Name>, or in a --parameters-file (a JSON object, or KEY=VALUE lines). --parameter wins
 over the file, the file over the environment. Parameters that name one account's resource (an ARN
 with an account id in it, a bucket that must be in the account) are refused: a StackSet gives every
-account the same value.
+account the same value. A run that sets StatusReaderPrincipalArn without OrganizationId gets this
+organization's id (the one typed to confirm); an OrganizationId of another organization is refused.
 
 Exclusions and overrides. StackSets keep no list of excluded accounts: an account is left out only by
 having no stack instance, and the rollout keeps no list either (`overrides` shows the accounts of
@@ -734,14 +735,44 @@ def report(s):
     return failed
 
 
-def still_to_do(call_back):
+def fill_organization_id(given, organization):
+    """The reader role (StatusReaderPrincipalArn) trusts its principal only inside OrganizationId, so
+    the stack refuses one without the other. A run that sets StatusReaderPrincipalArn and names no
+    OrganizationId gets this organization's (organizations:DescribeOrganization, the id typed to
+    confirm); an OrganizationId that is not this organization's is refused."""
+    org_id = (organization or {}).get("Id")
+    named = given.get("OrganizationId")
+    if named and org_id and named != org_id:
+        usage_error(f"OrganizationId {named} is not this organization's id ({org_id}, organizations:"
+                    "DescribeOrganization): each account's reader role would trust no principal of this organization; "
+                    f"give OrganizationId={org_id}, or leave it out and the run fills it in")
+    if not given.get("StatusReaderPrincipalArn") or named:
+        return
+    if org_id:
+        given["OrganizationId"] = org_id
+        print(f"==> OrganizationId: {org_id}, this organization's (organizations:DescribeOrganization): "
+              "StatusReaderPrincipalArn needs it, and the run named none")
+    else:
+        print("==> OrganizationId: not filled in, the organization could not be read; the run reads it "
+              "(organizations:DescribeOrganization) and fills it in, as StatusReaderPrincipalArn needs it")
+
+
+def still_to_do(call_back, fleet_bus):
     if call_back:
         print("==> still to do: check each account: the call back registered its connector when its stack's outputs "
               "say ConnectorStatus Registered and KeyVerified true")
     else:
         print("==> still to do: no account is connected yet: paste each account's key in the Cloud App Security "
-              "portal (its stack's output PortalUrl; the key is in the secret its output SecretArn names). "
-              "ConnectorStatus stays PendingPortal after the paste: this release does not see a first paste")
+              "portal (its stack's output PortalUrl; the key is in the secret its output SecretArn names). The daily "
+              "key check sees the first paste: once Cloud App Security is seen using the key, the account's status "
+              "report says Connected (the stack output ConnectorStatus stays PendingPortal)")
+    if fleet_bus:
+        print("    follow every account with `scripts/fleet.sh status --region <the bus's region>`"
+              + ("" if call_back else "; `scripts/fleet.sh paste` walks through the keys waiting for a paste")
+              + " (docs/fleet.md)")
+    else:
+        print("    StatusBusArn is empty: no account reports its status; deploy deploy/fleet.yaml and give its "
+              "EventBusArn to --parameter StatusBusArn=… to follow them with `scripts/fleet.sh status` (docs/fleet.md)")
     print("    each account's stack outputs (ConnectorStatus, KeyVerified, PortalUrl, SecretArn), in that account: "
           "aws cloudformation describe-stacks --stack-name $(aws cloudformation list-stacks "
           "--stack-status-filter CREATE_COMPLETE UPDATE_COMPLETE --query \"StackSummaries[?starts_with(StackName, "
@@ -777,6 +808,7 @@ def deploy(s):
     refuse_account_specific(given, previous)
 
     organization = s.organization() if s.online else None
+    fill_organization_id(given, organization)
     instances = s.instances() if stack_set is not None else []
     elsewhere = sorted({i["region"] for i in instances} - {args.region})
     if elsewhere:
@@ -856,7 +888,7 @@ def deploy(s):
         print(f"FAILED {account}: {reason}", file=sys.stderr)
     if failed:
         sys.exit(f"{len(failed)} account(s) failed")
-    still_to_do(call_back)
+    still_to_do(call_back, plan.effective.get("StatusBusArn"))
     print("==> done")
 
 
@@ -920,7 +952,7 @@ def add(s):
         failed = [f for f in report(s)]
         if failed:
             sys.exit(f"{len(failed)} account(s) failed")
-        still_to_do(call_back)
+        still_to_do(call_back, set_values(stack_set).get("StatusBusArn"))
 
 
 def remove(s):

@@ -263,34 +263,51 @@ ACCOUNTS = {name: f"2000000000{i:02d}" for i, name in enumerate(
      "two-stacks", "forger", "other-region"], 1)}
 
 
+QUARANTINED = ("the connector's IAM user is quarantined (AWSCompromisedKeyQuarantineV3): Cloud App Security cannot "
+               "read this account until the incident is closed and the policy detached (README, \"If the key leaks\")")
+
+
 def a_dozen(org):
-    """Twelve accounts, each in another state; every one a stack instance but `forger` (its stack was
-    deployed with SAM); `two-stacks` has a second stack of its own."""
+    """Twelve accounts, each in another state, their reports as the connector sends them (a first
+    key in portal mode waits for its paste from its creation; Connected once seen in use); every one
+    a stack instance but `forger` (its stack was deployed with SAM) and `deleted` (removed from the
+    StackSet: its Delete reported Deleted, and the instance is gone); `two-stacks` has a second stack
+    of its own."""
     a = ACCOUNTS
     stacks = {n: org.instance(acct, "eu-west-1" if n == "other-region" else "us-east-1") for n, acct in a.items()
-              if n != "forger"}
+              if n not in ("forger", "deleted")}
     stacks["forger"] = stack_id(a["forger"], "cas-sam")
+    stacks["deleted"] = stack_id(a["deleted"], "StackSet-cloud-app-security-connector-removed")
     m = {n: org.member(acct, "eu-west-1" if n == "other-region" else "us-east-1") for n, acct in a.items()
          if n != "never"}
     m["registered"].report(detail("Registered", stacks["registered"], a["registered"], mode="callback"), 3)
+    # A first key: PendingPortal since its creation (the Create's report), then seen in use.
     m["connected"].report(detail("PendingPortal", stacks["connected"], a["connected"], trigger="Create",
-                                 awaitingPasteSince=iso(at(20))), 20)
-    m["connected"].report(detail("Connected", stacks["connected"], a["connected"], lastSeenUsed=iso(at(5))), 1)
+                                 keyCreatedAt=iso(at(20)), awaitingPasteSince=iso(at(20))), 20)
+    m["connected"].report(detail("Connected", stacks["connected"], a["connected"], keyCreatedAt=iso(at(20)),
+                                 lastSeenUsed=iso(at(5))), 1)
     m["pending"].report(detail("PendingPortal", stacks["pending"], a["pending"], awaitingPasteSince=iso(at(30)),
                                keyCreatedAt=iso(at(30))), 2)
     m["overdue"].report(detail("PasteOverdue", stacks["overdue"], a["overdue"],
                                awaitingPasteSince=iso(at(24 * 9)), keyCreatedAt=iso(at(24 * 9))), 4)
-    m["unverified"].report(detail("KeyNotVerified", stacks["unverified"], a["unverified"], verified=False), 5)
+    m["unverified"].report(detail("KeyNotVerified", stacks["unverified"], a["unverified"], trigger="Create",
+                                  verified=False, keyCreatedAt=iso(at(5)), awaitingPasteSince=iso(at(5))), 5)
     m["failing"].report(detail("Failing", stacks["failing"], a["failing"], trigger="Rotation",
+                               lastSeenUsed=iso(at(20)),
                                lastError="Rotation: CreateAccessKey failed: LimitExceeded (iam)"), 6)
-    m["silent"].report(detail("PendingPortal", stacks["silent"], a["silent"], awaitingPasteSince=iso(at(40))), 30)
-    m["deleted"].report(detail("Deleted", stacks["deleted"], a["deleted"], trigger="Delete"), 40)
+    m["silent"].report(detail("PendingPortal", stacks["silent"], a["silent"], awaitingPasteSince=iso(at(40)),
+                              keyCreatedAt=iso(at(40))), 30)
+    # A Delete answers no attributes: its report names the stack and the resource only.
+    m["deleted"].report(detail("Deleted", stacks["deleted"], a["deleted"], trigger="Delete", connectorName=None,
+                               secretArn=None, accessKeyId=None, keyCreatedAt=None), 40)
     other = stack_id(a["two-stacks"], "cas-sam")
-    m["two-stacks"].report(detail("Connected", stacks["two-stacks"], a["two-stacks"]), 2)
-    m["two-stacks"].report(detail("Failing", other, a["two-stacks"], name="second", lastError="boom"), 2)
+    m["two-stacks"].report(detail("Connected", stacks["two-stacks"], a["two-stacks"], lastSeenUsed=iso(at(9))), 2)
+    m["two-stacks"].report(detail("Failing", other, a["two-stacks"], name="second", lastSeenUsed=iso(at(30)),
+                                  lastError=QUARANTINED), 2)
     m["forger"].report(dict(detail("Registered", stacks["forger"], a["forger"], mode="callback"),
                             account=a["failing"], region="ap-south-1"), 1)
-    m["other-region"].report(detail("Connected", stacks["other-region"], a["other-region"]), 7)
+    m["other-region"].report(detail("Connected", stacks["other-region"], a["other-region"],
+                                    lastSeenUsed=iso(at(10))), 7)
     # Not a report: a line someone else wrote to the log group.
     boto3.client("logs", **org.kw).create_log_stream(logGroupName=org.log_group, logStreamName="by-hand")
     boto3.client("logs", **org.kw).put_log_events(logGroupName=org.log_group, logStreamName="by-hand", logEvents=[
@@ -333,7 +350,7 @@ def test_a_dozen_accounts_in_every_status_make_the_fleet_table(org, capsys):
     assert document["accountsByStatus"] == {"Failing": 2, "PasteOverdue": 1, "KeyNotVerified": 1, "Silent": 2,
                                             "PendingPortal": 1, "Registered": 2, "Connected": 2, "Deleted": 1}
     assert "==> 12 accounts, 13 connectors (12 reporting in the last 48 h" in out
-    assert "StackSet cloud-app-security-connector: 11 stack instances" in out
+    assert "StackSet cloud-app-security-connector: 10 stack instances" in out
     assert "each account once, by its worst connector: 2 Failing, 1 PasteOverdue, 1 KeyNotVerified, 2 Silent, " \
            "1 PendingPortal, 2 Registered, 2 Connected, 1 Deleted" in out
     assert "1 log event was not a connector report and was left out" in out
@@ -369,6 +386,93 @@ def test_a_stack_instance_that_never_reported_shows_silent(org, capsys):
     # Without the StackSet, only what reported.
     document = status_json(org, capsys, "--no-stack-set")
     assert [r["account"] for r in document["connectors"]] == [talking]
+
+
+def instances_as_cloudformation_says(monkeypatch, **accounts):
+    """ListStackInstances answering, for each account named, what CloudFormation says of its instance
+    ({"Status", "DetailedStatus", "StatusReason", "StackId"}): moto's instances are always CURRENT and
+    SUCCEEDED."""
+    real = boto3.client
+
+    def amend(parsed, **_):
+        for instance in parsed.get("Summaries", []):
+            said = accounts.get(instance["Account"])
+            if said:
+                instance.update({k: v for k, v in said.items() if k != "DetailedStatus"})
+                instance["StackInstanceStatus"] = {"DetailedStatus": said["DetailedStatus"]}
+
+    def client(service, *a, **kw):
+        c = real(service, *a, **kw)
+        c.meta.events.register("after-call.cloudformation.ListStackInstances", amend)
+        return c
+
+    monkeypatch.setattr(boto3, "client", client)
+
+
+ROLLED_BACK = ("ResourceLogicalId:Connector, ResourceType:Custom::CloudAppSecurityConnector, ResourceStatusReason:"
+               "Received response status [FAILED] from custom resource. Message returned: create user: "
+               "iam:CreateUser failed: AccessDenied (a service control policy or a permissions boundary denies it).")
+
+
+def test_a_failed_create_whose_rollback_reported_deleted_shows_the_stack_instance_failing(org, capsys, monkeypatch):
+    """A StackSet's Create fails: the connector reports Failing, CloudFormation rolls the stack back,
+    and the rollback's Delete reports Deleted, last. The stack instance stays (OUTDATED, FAILED,
+    with the reason): the row shows it, Failing, not Deleted."""
+    failed, removing, elsewhere, fine = "500000000001", "500000000002", "500000000003", "500000000004"
+    stacks = {a: org.instance(a) for a in (failed, removing, elsewhere, fine)}
+    for account in (failed, removing, elsewhere):
+        member = org.member(account)
+        stack = stacks[account] if account != elsewhere else stack_id(account, "StackSet-cas-rolled-back")
+        member.report(detail("Failing", stack, account, trigger="Create", lastError="create user: iam:CreateUser "
+                             "failed: AccessDenied"), 3)
+        member.report(detail("Deleted", stack, account, trigger="Delete", connectorName=None, secretArn=None,
+                             accessKeyId=None, keyCreatedAt=None), 2.9)
+    org.member(fine).report(detail("Connected", stacks[fine], fine, lastSeenUsed=iso(at(4))), 1)
+    instances_as_cloudformation_says(monkeypatch, **{
+        failed: {"Status": "OUTDATED", "DetailedStatus": "FAILED", "StatusReason": ROLLED_BACK},
+        # Being removed (DeleteStackInstances under way): the Deleted is the truth.
+        removing: {"Status": "CURRENT", "DetailedStatus": "RUNNING", "StatusReason": ""},
+        # The instance names no stack (or another one than the stack that reported), and failed.
+        elsewhere: {"Status": "INOPERABLE", "DetailedStatus": "INOPERABLE", "StatusReason": "the stack was deleted",
+                    "StackId": ""}})
+    document = status_json(org, capsys)
+    rows = {r["account"]: r for r in document["connectors"]}
+    assert len(document["connectors"]) == 4, "the instance of the other stack is no row of its own"
+    assert (rows[failed]["status"], rows[failed]["reportedStatus"], rows[failed]["stackInstance"]) == (
+        "Failing", "Deleted", "OUTDATED")
+    assert rows[failed]["note"] == f"stack instance OUTDATED (FAILED): {ROLLED_BACK}"
+    assert (rows[removing]["status"], rows[removing]["note"]) == ("Deleted", "stack instance CURRENT (RUNNING)")
+    assert (rows[elsewhere]["status"], rows[elsewhere]["note"]) == (
+        "Failing", "stack instance INOPERABLE (INOPERABLE): the stack was deleted")
+    assert rows[fine]["status"] == "Connected" and rows[fine]["note"] == ""
+    assert document["accountsByStatus"] == {"Failing": 2, "Connected": 1, "Deleted": 1}
+    capsys.readouterr()
+    run(org, "status", "--status", "Failing")
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if x.startswith(failed)]
+    assert "Failing" in line and "stack instance OUTDATED (FAILED): ResourceLogicalId:Connector" in line
+    # Without the StackSet, the reports alone: Deleted.
+    document = status_json(org, capsys, "--no-stack-set")
+    assert {r["account"]: r["status"] for r in document["connectors"]}[failed] == "Deleted"
+
+
+def test_the_stack_set_is_read_in_its_own_region(org, capsys):
+    """The fleet's bus and log group in one region (eu-west-1 here), the StackSet in another
+    (us-east-1): --stack-set-region. moto keeps a StackSet in its region, as CloudFormation does."""
+    account = "500000000005"
+    org.instance(account)
+    boto3.client("logs", endpoint_url=org.endpoint, region_name="eu-west-1").create_log_group(
+        logGroupName=org.log_group)
+    status = ["status", "--json", "--region", "eu-west-1", "--endpoint-url", org.endpoint]
+    with pytest.raises(SystemExit) as exit:
+        fleet.main(status)
+    assert str(exit.value.code).startswith("no StackSet cloud-app-security-connector in eu-west-1 (as SELF): name "
+                                           "the region it lives in with --stack-set-region")
+    capsys.readouterr()
+    fleet.main([*status, "--stack-set-region", "us-east-1"])
+    document = json.loads(capsys.readouterr().out)
+    assert [(r["account"], r["region"], r["status"]) for r in document["connectors"]] == [
+        (account, "us-east-1", "Silent")]
 
 
 def test_filters_keep_the_rows_asked_for(org, capsys):
@@ -715,10 +819,11 @@ def test_q_stops_the_walk(org, monkeypatch):
 def test_paste_refuses_without_a_terminal_and_reads_nothing(org, sent, monkeypatch, capsys, stream):
     pending_accounts(org)
     other = "stdin" if stream == "stdout" else "stdout"
-    monkeypatch.setattr(f"sys.{other}", Terminal("\n"))
-    monkeypatch.setattr(f"sys.{stream}", io.StringIO("\n"))
     sent.clear()
-    with pytest.raises(SystemExit) as exit:
+    # Put back before capsys ends: with `pytest -s`, capsys's own stream is closed by then.
+    with monkeypatch.context() as m, pytest.raises(SystemExit) as exit:
+        m.setattr(f"sys.{other}", Terminal("\n"))
+        m.setattr(f"sys.{stream}", io.StringIO("\n"))
         run(org, "paste", "--no-stack-set")
     assert exit.value.code == 2
     assert f"runs only in a terminal, and standard {'output' if stream == 'stdout' else 'input'} is not one" in \

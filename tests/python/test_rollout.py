@@ -720,6 +720,55 @@ def test_the_fleet_parameters_name_the_security_account_and_go_to_every_account(
     assert "names one account" not in out + err
 
 
+READER = "arn:aws:iam::210987654321:role/security/fleet-operator"
+BUS = "arn:aws:events:eu-west-1:210987654321:event-bus/cloud-app-security-connector-fleet"
+
+
+def test_the_reader_gets_the_organization_id_the_run_reads_and_another_one_is_refused(organization, files, sent,
+                                                                                      capsys):
+    """StatusReaderPrincipalArn needs OrganizationId (the stack refuses one without the other): the
+    run fills it from organizations:DescribeOrganization, the id typed to confirm, and says so in
+    the dry run; an OrganizationId of another organization is refused before anything is sent."""
+    name = new_name()
+    reader = ("--parameter", f"StatusReaderPrincipalArn={READER}", "--parameter", f"StatusBusArn={BUS}")
+    run(organization, files, name, *reader, "--dry-run", confirm=False)
+    out = capsys.readouterr().out
+    assert f"==> OrganizationId: {organization['id']}, this organization's (organizations:DescribeOrganization)" in out
+    assert f"OrganizationId = {organization['id']!r}" in out, "among the parameters set"
+    (create,) = [c for c in dry_run_calls(out) if ".create_stack_set(" in c]
+    assert json.dumps({"ParameterKey": "OrganizationId", "ParameterValue": organization["id"]}) in create
+    assert json.dumps({"ParameterKey": "StatusReaderPrincipalArn", "ParameterValue": READER}) in create
+    assert sent.writes() == []
+
+    run(organization, files, name, *reader)
+    assert stored(organization, name)["OrganizationId"] == organization["id"]
+    (create,) = sent.of("CreateStackSet")
+    assert {"ParameterKey": "OrganizationId", "ParameterValue": organization["id"]} in create["Parameters"]
+    out = capsys.readouterr().out
+    assert "scripts/fleet.sh status" in out and "scripts/fleet.sh paste" in out
+
+    # Named and the same: kept as given, nothing filled in.
+    run(organization, files, name, *reader, "--parameter", f"OrganizationId={organization['id']}")
+    out = capsys.readouterr().out
+    assert "==> OrganizationId:" not in out and "given, same as deployed: " in out
+    # Another organization's id: refused, whether the reader is set in this run or not.
+    for extra in (reader, ()):
+        out = refused(sent, capsys, lambda: run(organization, files, name, *extra, "--parameter",
+                                                "OrganizationId=o-another0org"),
+                      f"OrganizationId o-another0org is not this organization's id ({organization['id']}")
+        assert f"give OrganizationId={organization['id']}" in out
+    assert stored(organization, name)["OrganizationId"] == organization["id"]
+
+
+def test_a_dry_run_that_cannot_read_the_organization_says_the_organization_id_is_filled_in_later(files, capsys,
+                                                                                                offline):
+    dry_run(files, "--parameter", f"StatusReaderPrincipalArn={READER}")
+    out = capsys.readouterr().out
+    assert "==> OrganizationId: not filled in, the organization could not be read" in out
+    (create,) = [c for c in dry_run_calls(out) if ".create_stack_set(" in c]
+    assert '"ParameterKey": "OrganizationId"' not in create
+
+
 @pytest.mark.parametrize("extra, expected", [
     ((), {"MaxConcurrentPercentage": 25}),
     (("--parameter", "CloudAppSecurityUrl=https://contoso.us2.portal.cloudappsecurity.com"),
