@@ -40,7 +40,7 @@ pub enum StartupError {
 }
 
 /// The deployer's settings, from the function's environment.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// Hosts allowed for the call back beyond Microsoft's.
     pub allowed_hosts: AllowedHosts,
@@ -52,6 +52,14 @@ pub struct Settings {
     pub status_bus: Option<String>,
     /// Days a key may wait for its paste before the status is `PasteOverdue`.
     pub paste_overdue_days: u32,
+}
+
+impl Default for Settings {
+    /// What an empty environment gives: no allowed host beyond Microsoft's, any stack,
+    /// `amazonaws.com`, no status bus, [`DEFAULT_PASTE_OVERDUE_DAYS`].
+    fn default() -> Settings {
+        Settings::read(|_| None).0
+    }
 }
 
 impl Settings {
@@ -188,6 +196,11 @@ mod tests {
         let (defaults, read) = Settings::read(|_| None);
         assert!(read.is_ok());
         assert_eq!((defaults.status_bus.as_deref(), defaults.paste_overdue_days), (None, 3));
+        assert_eq!(
+            Settings::default().paste_overdue_days,
+            3,
+            "Default is the empty environment's"
+        );
         let reporting = |name: &str| match name {
             STATUS_BUS_ENV => Some("arn:aws:events:us-east-1:111111111111:event-bus/fleet".to_owned()),
             PASTE_OVERDUE_DAYS_ENV => Some("not a number".to_owned()),
