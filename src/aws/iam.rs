@@ -346,17 +346,29 @@ impl AccessKeys for IamAdapter {
 }
 
 impl IamAdapter {
+    /// The names of the user's inline policies.
+    async fn inline_policy_names(&self, name: &str) -> Result<Vec<String>, CallError> {
+        let pages = self.client.list_user_policies().user_name(name).into_paginator();
+        let pages = pages.items().send();
+        pages
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| call_error("iam:ListUserPolicies", e, |_| None))
+    }
+
+    async fn policy_attachments(&self, name: &str) -> Result<Vec<Attachment>, CallError> {
+        let (inline, managed) = futures::try_join!(self.inline_policy_names(name), self.list_attached_policies(name))?;
+        let inline = inline.into_iter().map(Attachment::InlinePolicy);
+        Ok(inline
+            .chain(managed.into_iter().map(Attachment::ManagedPolicy))
+            .collect())
+    }
+
     async fn usual_attachments(&self, name: &str) -> Result<Vec<Attachment>, CallError> {
         let c = &self.client;
         let (keys, inline, managed, groups) = futures::try_join!(
             self.list_access_keys(name),
-            async {
-                let pages = c.list_user_policies().user_name(name).into_paginator().items().send();
-                pages
-                    .collect::<Result<Vec<_>, _>>()
-                    .await
-                    .map_err(|e| call_error("iam:ListUserPolicies", e, |_| None))
-            },
+            self.inline_policy_names(name),
             self.list_attached_policies(name),
             async {
                 let pages = c.list_groups_for_user().user_name(name).into_paginator().items().send();
@@ -435,6 +447,7 @@ impl Attachments for IamAdapter {
         match depth {
             Depth::Usual => self.usual_attachments(name).await,
             Depth::Rest => self.other_attachments(name).await,
+            Depth::Policies => self.policy_attachments(name).await,
         }
     }
 

@@ -139,6 +139,8 @@ pub enum Depth {
     Usual,
     /// The rest: MFA devices, SSH keys, signing certificates, service-specific credentials.
     Rest,
+    /// Only the policies, inline and managed (the key check's quarantine look).
+    Policies,
 }
 
 /// What must go before `DeleteUser`, found and removed one by one.

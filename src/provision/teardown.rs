@@ -201,7 +201,7 @@ impl<P: Ports> Provisioner<'_, P> {
     /// The policies that quarantine the user now, by name (the key check's alarm).
     pub async fn quarantined(&self, name: &str) -> Result<Vec<String>, ProvisionError> {
         let iam = self.ports.iam();
-        let attachments = match iam.list_attachments(name, Depth::Usual).await {
+        let attachments = match iam.list_attachments(name, Depth::Policies).await {
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(Vec::new()),
             other => other.in_step(steps::DELETE_USER)?,
         };

@@ -361,6 +361,11 @@ impl Attachments for FakeIam {
         let mut all = self.on_user("iam:ListUserPolicies", name, |u| match depth {
             Depth::Usual => u.usual(),
             Depth::Rest => u.rest(),
+            Depth::Policies => u
+                .usual()
+                .into_iter()
+                .filter(|a| matches!(a, Attachment::InlinePolicy(_) | Attachment::ManagedPolicy(_)))
+                .collect(),
         })?;
         // The adapter lists the login profile whenever it may exist.
         if depth == Depth::Usual && !all.contains(&Attachment::LoginProfile) {
